@@ -1213,29 +1213,36 @@ void *xa_find_after(struct xarray *xa, unsigned long *indexp,
 		    unsigned long max, xa_mark_t filter)
 {
 	XA_STATE(xas, xa, *indexp);
-	unsigned long next;
-	void *entry;
+	unsigned long orig = *indexp;
+	void *entry = NULL;
 
 	fs_rcu_read_lock();
 	/* Skip the whole entry covering *indexp, then search. */
 	if (xas_load(&xas)) {
 		xas_pause(&xas);
+	} else {
+		if (orig == ULONG_MAX)
+			goto out;
+		xas_set(&xas, orig + 1);
+	}
+	for (;;) {
 		if (xas.xa_node == XAS_BOUNDS) {
 			entry = NULL;
-			goto out;
+			break;
 		}
-	} else {
-		next = *indexp + 1;
-		if (!next) {
-			entry = NULL;
-			goto out;
-		}
-		xas_set(&xas, next);
+		if (filter == XA_PRESENT)
+			entry = xas_find(&xas, max);
+		else
+			entry = xas_find_marked(&xas, max, filter);
+		/*
+		 * A larger entry stored meanwhile may cover the start and begin
+		 * at or before *indexp: iteration must not go backwards, so
+		 * step over it.
+		 */
+		if (!entry || xas.xa_index > orig)
+			break;
+		xas_pause(&xas);
 	}
-	if (filter == XA_PRESENT)
-		entry = xas_find(&xas, max);
-	else
-		entry = xas_find_marked(&xas, max, filter);
 out:
 	fs_rcu_read_unlock();
 	if (entry)

@@ -53,12 +53,12 @@
  *                             xa_get_order, xa_for_each*
  *  takes xa_lock:             xa_store, xa_store_order, xa_insert, xa_erase,
  *                             xa_cmpxchg, xa_set_mark, xa_clear_mark,
- *                             xa_split, xa_destroy
+ *                             xa_split, xa_destroy, xa_convert_marks
  *  caller holds RCU read lock or xa_lock:
  *                             xas_load, xas_reload, xas_find,
  *                             xas_find_marked, xas_get_mark, xas_get_order
  *  caller holds xa_lock:      xas_store, xas_set_mark, xas_clear_mark,
- *                             xas_split, xas_convert_marks
+ *                             xas_split
  *  caller holds no lock:      xas_nomem, xas_split_alloc, xas_destroy
  *                             (they allocate or free; never under xa_lock)
  *  needs a thread registered with urcu: every function here, since readers
