@@ -386,6 +386,7 @@ static void *xas_descend(struct xa_state *xas, struct xa_node *node)
 	}
 	xas->xa_node = node;
 	xas->xa_offset = offset;
+	xas->xa_span = 0;
 	return entry;
 }
 
@@ -420,7 +421,7 @@ void *xas_reload(struct xa_state *xas)
 	struct xa_node *node = xas->xa_node;
 	void *entry;
 
-	if (node == XAS_RESTART || node == XAS_BOUNDS || !node)
+	if (!xas_on_node(xas))
 		return xas_load(xas);
 	/* Read the slot for xa_index itself, not the old canonical one. */
 	entry = xas_descend(xas, node);
@@ -433,10 +434,10 @@ unsigned int xas_get_order(struct xa_state *xas)
 {
 	struct xa_node *node;
 
-	if (xas->xa_node == XAS_RESTART || xas->xa_node == XAS_BOUNDS)
+	if (xas->xa_node && !xas_on_node(xas))
 		xas_load(xas);
 	node = xas->xa_node;
-	if (!node || node == XAS_RESTART || node == XAS_BOUNDS)
+	if (!xas_on_node(xas))
 		return 0;
 	if (!slot_load(node, xas->xa_offset))
 		return 0;
@@ -748,12 +749,12 @@ out_restart:
 /* Leave the cursor on the entry at xa_index; return its node or NULL. */
 static struct xa_node *xas_entry_node(struct xa_state *xas)
 {
-	struct xa_node *node = xas->xa_node;
+	struct xa_node *node;
 
-	if (node == XAS_RESTART || node == XAS_BOUNDS)
+	if (xas->xa_node && !xas_on_node(xas))
 		xas_load(xas);
 	node = xas->xa_node;
-	if (!node || node == XAS_RESTART || node == XAS_BOUNDS)
+	if (!xas_on_node(xas))
 		return NULL;
 	if (!slot_load(node, xas->xa_offset) ||
 	    xa_is_internal(slot_load(node, xas->xa_offset)))
@@ -806,10 +807,12 @@ void xas_clear_mark(struct xa_state *xas, xa_mark_t mark)
  * First entry at or after xa_index (<= @max) with @mark, or any entry for
  * XA_PRESENT, starting in @node if it is given (a node the last search
  * ended in), from the top otherwise. An entry that covers xa_index counts,
- * and is reported at its first index.
+ * and is reported at its first index, unless @cont says the search
+ * continues an iteration: then only entries that begin at or after
+ * xa_index count.
  */
 static void *xas_find_from(struct xa_state *xas, unsigned long max,
-			   xa_mark_t mark, struct xa_node *node)
+			   xa_mark_t mark, struct xa_node *node, bool cont)
 {
 	unsigned long index;
 	void *entry;
@@ -836,7 +839,13 @@ restart:
 			if (offset >= XA_CHUNK_SIZE)
 				break;
 			entry = slot_load(node, offset);
-			if (entry && (!xa_is_sibling(entry) || offset == first))
+			/*
+			 * A sibling at the first slot is the tail of an entry that
+			 * covers the start: a fresh search returns it, one that
+			 * continues an iteration has been past its head already.
+			 */
+			if (entry && (!xa_is_sibling(entry) ||
+				      (offset == first && !cont)))
 				break;
 			offset++;
 		}
@@ -887,6 +896,12 @@ restart:
 		xas->xa_node = node;
 		xas->xa_offset = offset;
 		xas->xa_index = slot_base(node, index, offset);
+		/*
+		 * Remember the span now: if the entry is split before the
+		 * caller moves on, the iteration must still step past all of
+		 * what it returned, not into the pieces.
+		 */
+		xas->xa_span = 1 + node->shift + ilog2_u(node_sibs(node, offset) + 1);
 		return entry;
 	}
 
@@ -902,17 +917,27 @@ out_bounds:
 static struct xa_node *xas_advance(struct xa_state *xas)
 {
 	struct xa_node *node = xas->xa_node;
-	unsigned int sibs = node_sibs(node, xas->xa_offset);
-	unsigned long start, next;
+	unsigned long start, next, span;
+	unsigned int order;
 
 	/* xa_index may be a tail index (after xas_load): start from the head. */
 	start = slot_base(node, xas->xa_index, xas->xa_offset);
-	next = start + ((unsigned long)(sibs + 1) << node->shift);
+	if (xas->xa_span)
+		order = xas->xa_span - 1;
+	else
+		order = node->shift + ilog2_u(node_sibs(node, xas->xa_offset) + 1);
+	if (order >= (unsigned int)BITS_PER_LONG)
+		return XAS_BOUNDS;
+	span = 1UL << order;
+	start &= ~(span - 1);
+	next = start + span;
+	xas->xa_span = 0;
 	if (next == 0 || next < start)
 		return XAS_BOUNDS;
 	xas->xa_index = next;
 	/* Stay in this node if the next slot is in it. */
-	if (xas->xa_offset + sibs + 1 < XA_CHUNK_SIZE)
+	if (order < node->shift + (unsigned int)XA_CHUNK_SHIFT &&
+	    ((next >> node->shift) & XA_CHUNK_MASK) != 0)
 		return node;
 	return NULL;
 }
@@ -921,11 +946,15 @@ static void *xas_find_common(struct xa_state *xas, unsigned long max,
 			     xa_mark_t mark)
 {
 	struct xa_node *node = xas->xa_node;
+	bool cont = true;
 
 	if (node == XAS_BOUNDS)
 		return NULL;
-	if (node == XAS_RESTART || !node) {
+	if (node == XAS_PAUSED) {
 		node = NULL;
+	} else if (!xas_on_node(xas)) {
+		node = NULL;
+		cont = false;
 	} else {
 		node = xas_advance(xas);
 		if (node == XAS_BOUNDS) {
@@ -933,7 +962,7 @@ static void *xas_find_common(struct xa_state *xas, unsigned long max,
 			return NULL;
 		}
 	}
-	return xas_find_from(xas, max, mark, node);
+	return xas_find_from(xas, max, mark, node, cont);
 }
 
 void *xas_find(struct xa_state *xas, unsigned long max)
@@ -949,12 +978,12 @@ void *xas_find_marked(struct xa_state *xas, unsigned long max, xa_mark_t mark)
 
 void xas_pause(struct xa_state *xas)
 {
-	struct xa_node *node = xas->xa_node;
+	struct xa_node *node;
 
-	if (node == XAS_RESTART || node == XAS_BOUNDS || !node)
+	if (!xas_on_node(xas))
 		return;
 	node = xas_advance(xas);
-	xas->xa_node = node == XAS_BOUNDS ? XAS_BOUNDS : XAS_RESTART;
+	xas->xa_node = node == XAS_BOUNDS ? XAS_BOUNDS : XAS_PAUSED;
 }
 
 /* ---- Splitting ---------------------------------------------------------- */

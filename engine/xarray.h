@@ -397,19 +397,27 @@ bool xa_lock_held(struct xarray *xa);
  *  XAS_RESTART - walk from the top next time;
  *  XAS_BOUNDS  - a search ran past its end; xas_find() returns NULL until
  *                the cursor is moved (xas_set());
+ *  XAS_PAUSED  - xas_pause() moved xa_index past the last entry found; the
+ *                next xas_find() walks from the top and, like any search
+ *                that continues an iteration, never returns an entry that
+ *                begins before xa_index (so an iteration never goes back,
+ *                even when a larger entry is stored over what it has seen);
  *  NULL        - the walk found no node for the index (empty tree, or the
  *                index lies beyond the tree);
  *  a node      - xa_offset is the canonical slot of the entry found.
  */
 #define XAS_RESTART	((struct xa_node *)3UL)
 #define XAS_BOUNDS	((struct xa_node *)1UL)
+#define XAS_PAUSED	((struct xa_node *)5UL)
 
 struct xa_state {
 	struct xarray	*xa;
 	unsigned long	xa_index;
 	unsigned char	xa_order;	/* order of the range to store */
 	unsigned char	xa_offset;
-	unsigned char	xa_pad[2];
+	/* 1 + order of the entry xas_find() last returned; 0: not known. */
+	unsigned char	xa_span;
+	unsigned char	xa_pad;
 	int		xa_error;	/* 0, -ENOMEM, -EBUSY, -EINVAL, -EAGAIN */
 	unsigned int	xa_need;	/* nodes the last failed store wanted */
 	unsigned int	xa_nr_alloc;	/* nodes on xa_alloc */
@@ -426,6 +434,12 @@ struct xa_state {
 	}
 
 #define XA_STATE(name, array, index)	XA_STATE_ORDER(name, array, index, 0)
+
+/* Whether the cursor sits on a node (not NULL or one of the states above). */
+static inline bool xas_on_node(const struct xa_state *xas)
+{
+	return (unsigned long)xas->xa_node > 7;
+}
 
 static inline int xas_error(const struct xa_state *xas)
 {
@@ -521,7 +535,9 @@ void xas_destroy(struct xa_state *xas);
  * xas_find() - next present entry at most @max.
  * On a fresh (or reset) cursor the search starts at xa_index and finds an
  * entry covering it; afterwards (or after xas_pause()) it starts after the
- * entry last returned. xa_index is set to the entry's first index.
+ * entry last returned (all of it, even if it was split since) and returns
+ * only entries that begin there or later. xa_index is set to the entry's
+ * first index.
  * Context: RCU read lock or xa_lock.
  * Return: the entry or NULL (then the cursor is XAS_BOUNDS).
  */
@@ -543,6 +559,8 @@ void *xas_find_marked(struct xa_state *xas, unsigned long max, xa_mark_t mark);
 /**
  * xas_pause() - make the next xas_find() walk from the top, starting after
  * the current entry, so the caller may drop its lock (or RCU) in between.
+ * The cursor becomes XAS_PAUSED (or XAS_BOUNDS if the entry ended the index
+ * space).
  */
 void xas_pause(struct xa_state *xas);
 
