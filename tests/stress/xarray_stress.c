@@ -34,20 +34,6 @@
 
 #include "xarray.h"
 
-#ifdef FOLIOFS_TSAN
-/*
- * liburcu is not instrumented: urcu_memb_barrier() callocs a completion that
- * its call_rcu thread frees, ordered by futexes TSan cannot see. Ignore the
- * allocator calls made from inside liburcu (engine callbacks that free nodes
- * are ours, instrumented, and still checked; rcu.h adds their edges).
- */
-const char *__tsan_default_suppressions(void);
-const char *__tsan_default_suppressions(void)
-{
-	return "called_from_lib:liburcu-memb.so\n";
-}
-#endif
-
 #define MAX_ORDER	9
 #define REGION_SHIFT	12
 #define REGION_SIZE	(1UL << REGION_SHIFT)
