@@ -67,7 +67,7 @@ static inline bool IS_ERR_OR_NULL(const void *ptr)
 	}								\
 } while (0)
 #else
-#define WARN_ON(cond)	unlikely(!!(cond))
+#define WARN_ON(cond)	({ bool __w = !!(cond); unlikely(__w); })
 #define BUG_ON(cond)	do { (void)sizeof(cond); } while (0)
 #endif
 

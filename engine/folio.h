@@ -199,7 +199,7 @@ void folio_dump(const struct folio *folio, const char *reason);
 })
 #else
 #define FOLIO_BUG_ON(cond, folio)	do { (void)sizeof(cond); } while (0)
-#define FOLIO_WARN_ON(cond, folio)	unlikely(!!(cond))
+#define FOLIO_WARN_ON(cond, folio)	({ bool __fw = !!(cond); unlikely(__fw); })
 #endif
 
 /* --- Accessors ------------------------------------------------------------ */
