@@ -57,7 +57,8 @@ for b in $builds; do
 	# mmap randomisation.
 	[ "$b" = tsan ] && wrapper=(--wrapper "setarch $(uname -m) -R")
 	# shellcheck disable=SC2086
-	meson test -C "$dir" --print-errorlogs --num-processes 2 "${wrapper[@]}" \
+	meson test -C "$dir" --print-errorlogs --num-processes 2 --logbase testlog \
+		"${wrapper[@]}" \
 		${FOLIOFS_TEST_ARGS:-}
 	counts=$(python3 - "$dir/meson-logs/testlog.json" <<'PY'
 import json, sys
