@@ -391,6 +391,19 @@ out_unlock:
 	return ret;
 }
 
+void blkstate_free_dead(struct folio *folio)
+{
+	struct blkstate *bs = folio->private;
+
+	if (!bs)
+		return;
+	/* Reservations are the page cache's to give back before this. */
+	FOLIO_WARN_ON(bs->count[BS_RESERVED] != 0, folio);
+	folio_clear_flag(folio, FOLIO_PRIVATE);
+	store_release(&folio->private, NULL);
+	bs_free_rcu(bs);
+}
+
 /* ---- Uptodate ------------------------------------------------------------ */
 
 unsigned int blkstate_set_uptodate(struct folio *folio, size_t off, size_t len)

@@ -119,6 +119,15 @@ int blkstate_attach(struct folio *folio);
  */
 int blkstate_release(struct folio *folio);
 
+/**
+ * blkstate_free_dead() - free the blkstate of a folio whose last reference
+ * is gone. A folio that left its page cache while pinned keeps its block
+ * state until the pin is dropped (law 8); its last put ends here.
+ * Context: called by folio_put() on the folio's last reference, nothing
+ * held. Needs a registered thread.
+ */
+void blkstate_free_dead(struct folio *folio);
+
 static inline bool folio_has_blkstate(const struct folio *folio)
 {
 	return folio_test_private(folio);

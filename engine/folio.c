@@ -21,6 +21,7 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
+#include "blkstate.h"
 #include "folio.h"
 
 _Static_assert(FOLIO_NR_FLAGS <= 32,
@@ -287,12 +288,16 @@ static void __folio_free(struct folio *folio, unsigned int order)
 {
 	struct folio *owner;
 	unsigned long bad = (1UL << FOLIO_LOCKED) | (1UL << FOLIO_WRITEBACK) |
-			    (1UL << FOLIO_PRIVATE) | (1UL << FOLIO_LRU);
+			    (1UL << FOLIO_LRU);
 
 	FOLIO_BUG_ON(folio->order != order, folio);
 	FOLIO_BUG_ON(folio_pin_count(folio) != 0, folio);
 	FOLIO_BUG_ON(folio_mapping(folio) != NULL, folio);
-	FOLIO_BUG_ON(READ_ONCE(folio->private) != NULL, folio);
+	/*
+	 * A folio that left its page cache while pinned kept its block state
+	 * (law 8); nobody can use it any more.
+	 */
+	blkstate_free_dead(folio);
 	FOLIO_BUG_ON(folio_flags(folio) & bad, folio);
 
 	owner = folio->owner;

@@ -32,7 +32,8 @@
  *    the last folio_put(); a split makes new folios (folio_alloc_piece())
  *    that share this one's data, it does not shrink this one;
  *  - at the last put the folio is unpinned, unlocked, not under writeback,
- *    off the LRU, has no mapping and no per-block state (FOLIO_BUG_ON).
+ *    off the LRU and has no mapping (FOLIO_BUG_ON); a blkstate it still has
+ *    (it left the cache while pinned, law 8) is freed with it.
  *
  * Waiting. FOLIO_LOCKED and FOLIO_WRITEBACK are waited on with a futex on
  * the low 32 bits of the flags word itself, rather than on a hashed table of
@@ -425,9 +426,9 @@ static inline void folio_get(struct folio *folio)
  *
  * The last put frees the data (exactly folio_size() bytes, the order read
  * before the decrement) at once, and queues the descriptor to return to the
- * pool after an RCU grace period. In debug builds a folio that is pinned,
- * locked, under writeback, on the LRU, in a mapping or with a blkstate at
- * its last put is a bug.
+ * pool after an RCU grace period, with any blkstate it kept. In debug
+ * builds a folio that is pinned, locked, under writeback, on the LRU or in
+ * a mapping at its last put is a bug.
  *
  * Context: caller holds the reference it drops. Needs a thread registered
  * with urcu (the last put calls fs_call_rcu). Never sleeps.

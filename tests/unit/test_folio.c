@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "blkstate.h"
 #include "folio.h"
 
 /* How long a thread may take to be woken before we call it lost. */
@@ -672,12 +673,6 @@ static void put_mapped(struct folio *folio)
 	folio_put(folio);
 }
 
-static void put_private(struct folio *folio)
-{
-	folio_set_flag(folio, FOLIO_PRIVATE);
-	folio_put(folio);
-}
-
 static void put_writeback(struct folio *folio)
 {
 	folio_lock(folio);
@@ -714,7 +709,6 @@ static void test_last_put_checks(void **state)
 	expect_bug(folio, put_locked);
 	expect_bug(folio, put_pinned);
 	expect_bug(folio, put_mapped);
-	expect_bug(folio, put_private);
 	expect_bug(folio, put_writeback);
 	expect_bug(folio, put_on_lru);
 	expect_bug(folio, put_twice);
@@ -731,6 +725,30 @@ static void test_last_put_checks(void **state)
 	skip();	/* fork() in a threaded process under TSan */
 }
 #endif
+
+/*
+ * A folio that left its page cache while pinned keeps its blkstate (law 8);
+ * its last put frees it instead of leaking it.
+ */
+static void test_last_put_frees_kept_blkstate(void **state)
+{
+	struct folio *folio = folio_alloc(2);
+	long before = blkstate_live();
+
+	(void)state;
+	assert_non_null(folio);
+	folio_lock(folio);
+	assert_int_equal(blkstate_attach(folio), 0);
+	assert_true(folio_has_blkstate(folio));
+	folio_pin(folio);
+	assert_int_equal(blkstate_release(folio), -EBUSY);
+	folio_unlock(folio);
+	assert_int_equal(blkstate_live(), before + 1);
+	folio_unpin(folio);
+	folio_put(folio);
+	fs_rcu_barrier();
+	assert_int_equal(blkstate_live(), before);
+}
 
 /* ---- Pool exit ---------------------------------------------------------- */
 
@@ -757,6 +775,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_alloc_put_every_order,
+					  check_nothing_live),
+		cmocka_unit_test_teardown(test_last_put_frees_kept_blkstate,
 					  check_nothing_live),
 		cmocka_unit_test_teardown(test_alloc_bad_order,
 					  check_nothing_live),
