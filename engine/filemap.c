@@ -17,6 +17,29 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/*
+ * The invalidate lock is never taken recursively; glibc reports a thread
+ * that would deadlock on itself with EDEADLK, which must not pass silently.
+ */
+static inline void invalidate_lock_shared(struct filemap *map)
+{
+	int err = pthread_rwlock_rdlock(&map->invalidate_lock);
+
+	BUG_ON(err);
+}
+
+static inline void invalidate_lock_excl(struct filemap *map)
+{
+	int err = pthread_rwlock_wrlock(&map->invalidate_lock);
+
+	BUG_ON(err);
+}
+
+static inline void invalidate_unlock(struct filemap *map)
+{
+	pthread_rwlock_unlock(&map->invalidate_lock);
+}
+
 static inline struct fs_cache_stats *map_stats(struct filemap *map)
 {
 	return &map->cache->stats;
@@ -40,7 +63,16 @@ void filemap_init(struct filemap *map, struct fs_cache *cache,
 		  const struct filemap_ops *ops, void *host)
 {
 	memset(map, 0, sizeof(*map));
+	pthread_rwlockattr_t attr;
+
 	xa_init(&map->pages);
+	/* Writer-preferring, or a stream of reads that miss would starve a
+	 * truncate. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&map->invalidate_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	map->ops = ops;
 	map->host = host;
 	map->cache = cache;
@@ -536,6 +568,7 @@ static int filemap_fill(struct filemap *map, struct folio *folio, size_t off,
 {
 	int err = 0;
 
+	invalidate_lock_shared(map);
 	folio_lock(folio);
 	if (folio_mapping(folio) != map) {
 		err = -EAGAIN;
@@ -548,6 +581,7 @@ static int filemap_fill(struct filemap *map, struct folio *folio, size_t off,
 	}
 out_unlock:
 	folio_unlock(folio);
+	invalidate_unlock(map);
 	return err;
 }
 
@@ -602,8 +636,13 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 				w.size = RA_DEFAULT_MAX_PAGES;
 			if (ra)
 				w = ra_sync(ra, index, w.size);
+			invalidate_lock_shared(map);
 			err = filemap_readahead(map, &w);
+			invalidate_unlock(map);
 			if (err)
+				break;
+			/* A truncate may have moved EOF below us meanwhile. */
+			if ((long long)cur >= filemap_size(map))
 				break;
 			continue;
 		}
@@ -613,7 +652,9 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 			struct ra_window w = ra_async(ra, index);
 
 			fs_counter_inc(&map_stats(map)->ra_hits);
+			invalidate_lock_shared(map);
 			filemap_readahead(map, &w);
+			invalidate_unlock(map);
 		}
 		/*
 		 * Reclaim only while holding the folio about to be copied, so
@@ -786,6 +827,8 @@ ssize_t filemap_write(struct filemap *map, long long pos,
 
 	if (pos < 0)
 		return -EINVAL;
+	/* A write may read partial blocks from the store (see filemap.h). */
+	invalidate_lock_shared(map);
 	while (done < len) {
 		unsigned long long cur = pos + done;
 		unsigned long index = cur >> PAGE_SHIFT;
@@ -856,6 +899,7 @@ out_unlock:
 		if (copied < n)
 			break;
 	}
+	invalidate_unlock(map);
 	cache_balance(map->cache);
 	return done ? (ssize_t)done : err;
 }
@@ -1067,12 +1111,14 @@ int filemap_truncate(struct filemap *map, long long size)
 		if (err)
 			return err;
 	}
+	invalidate_lock_excl(map);
 	/* Readers stop at the new EOF before the data goes. */
 	filemap_set_size(map, size);
 	if (size < old) {
 		err = drop_range(map, size, LLONG_MAX);
 		punch_store(map, size, LLONG_MAX);
 	}
+	invalidate_unlock(map);
 	return err;
 }
 
@@ -1085,8 +1131,11 @@ int filemap_punch(struct filemap *map, long long start, long long end)
 	err = zero_partial_edges(map, start, end);
 	if (err)
 		return err;
+	/* No reader may cache the store's old data of the range meanwhile. */
+	invalidate_lock_excl(map);
 	err = drop_range(map, start, end);
 	punch_store(map, start, end);
+	invalidate_unlock(map);
 	return err;
 }
 
@@ -1118,4 +1167,5 @@ void filemap_destroy(struct filemap *map)
 			break;
 	}
 	xa_destroy(&map->pages);
+	pthread_rwlock_destroy(&map->invalidate_lock);
 }

@@ -38,11 +38,13 @@
  *                                filemap_truncate, filemap_punch,
  *                                filemap_invalidate
  *  needs a thread registered with urcu: all of them.
- * Lock order: folio lock, then xa_lock, then the cache's LRU lock.
+ * Lock order: invalidate_lock, then the folio lock, then xa_lock, then the
+ * cache's LRU lock.
  */
 #ifndef FOLIOFS_FILEMAP_H
 #define FOLIOFS_FILEMAP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -94,6 +96,15 @@ struct filemap_ops {
 
 struct filemap {
 	struct xarray		pages;
+	/*
+	 * Held shared by everything that brings data from the store into the
+	 * cache (readahead, filling blocks, writes), and exclusive by truncate
+	 * and punch while they drop cached data and punch the store, so no
+	 * reader can cache what the store held before the punch once the
+	 * punch has returned. Writer-preferring, never taken recursively.
+	 * Cached reads do not take it.
+	 */
+	pthread_rwlock_t	invalidate_lock;
 	const struct filemap_ops *ops;
 	void			*host;		/* the store's per-file data */
 	struct fs_cache		*cache;
