@@ -393,14 +393,18 @@ int filemap_split_folio(struct folio *folio, unsigned int new_order)
 	__atomic_add_fetch(&map->nr_folios, n - 1, __ATOMIC_RELAXED);
 
 	/* Unfreeze the pieces (the cache's reference each), the original last. */
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		folio_ref_unfreeze(pieces[i], 1);
-		folio_unlock(pieces[i]);
-	}
 	/* Law 4: it left the tree above; now the mapping goes. */
 	folio_set_mapping(folio, NULL);
 	/* The cache's reference goes: the original is no longer cached. */
 	folio_ref_unfreeze(folio, expected - 1);
+	/*
+	 * Only now may a piece be evicted or split: its last put drops its
+	 * reference on the original, which must not be frozen at zero then.
+	 */
+	for (i = 0; i < n; i++)
+		folio_unlock(pieces[i]);
 	fs_counter_inc(&map_stats(map)->splits);
 	free(pieces);
 	return 0;
@@ -958,6 +962,13 @@ static int drop_range(struct filemap *map, long long start, long long end)
 		entry = xa_find(&map->pages, &found, last, XA_PRESENT);
 		if (!entry)
 			break;
+		/*
+		 * A folio that covers @index may begin below it; look it up at
+		 * @index, or a split meanwhile could hand us a piece that lies
+		 * wholly before the range.
+		 */
+		if (found < index)
+			found = index;
 		folio = filemap_get_folio(map, found);
 		if (!folio) {
 			index = found;
@@ -1012,7 +1023,8 @@ static int drop_range(struct filemap *map, long long start, long long end)
 			zfrom = start > (long long)fpos ? start - fpos : 0;
 			zto = end == LLONG_MAX || (long long)fend <= end ?
 			      folio_size(folio) : (size_t)(end - fpos);
-			zero_in_place(map, folio, zfrom, zto);
+			if (!WARN_ON(zfrom >= zto))
+				zero_in_place(map, folio, zfrom, zto);
 		}
 		index = fend >> PAGE_SHIFT;
 		folio_unlock(folio);
