@@ -26,6 +26,7 @@
 
 #include "blkstate.h"
 #include "filemap.h"
+#include "isolate.h"
 #include "memstore.h"
 #include "readahead.h"
 #include "reclaim.h"
@@ -74,7 +75,6 @@ static void scratch_free_all(void)
 		scratch[i] = NULL;
 	}
 }
-
 
 /* ---- Per-test environment -------------------------------------------------- */
 
@@ -301,8 +301,6 @@ static ssize_t wr(struct env *e, long long pos, const void *buf, size_t len)
 	return filemap_write(&e->map, pos, &src, len);
 }
 
-
-
 /* The pattern of the store's file at [@pos, @pos + @len), any alignment. */
 static void pattern_at(long long pos, void *buf, size_t len)
 {
@@ -446,67 +444,6 @@ static int split_at(struct env *e, unsigned long index, unsigned int new_order)
 	unlock_f(e, folio);
 	put_ref(e, folio);
 	return err;
-}
-
-/* Per-test limit; the slowest test takes a few seconds (more under TSan). */
-#define TEST_TIMEOUT_S	60
-
-/* ---- Running each test in its own process ---------------------------------- */
-
-/*
- * An engine BUG() aborts. So that it fails one test and not the run, the
- * binary re-executes itself once per test with the test's name (cmocka's
- * filter picks it) and reports each child's fate. With a name argument it
- * runs just that test, in-process: handy under a debugger.
- */
-static int run_isolated(const struct CMUnitTest *tests, size_t n, int argc,
-		     char **argv)
-{
-	int failed = 0;
-
-	if (argc > 1) {
-		fs_rcu_register_thread();
-		cmocka_set_test_filter(argv[1]);
-		return _cmocka_run_group_tests(argv[1], tests, n, NULL, NULL) ?
-		       1 : 0;
-	}
-	/* The parent starts no threads and touches no engine state. */
-	for (size_t i = 0; i < n; i++) {
-		int status;
-		pid_t pid;
-
-		fflush(NULL);
-		pid = fork();
-		if (pid < 0) {
-			perror("fork");
-			return 1;
-		}
-		if (pid == 0) {
-			/* A hang fails the test too (an alarm survives exec). */
-			alarm(TEST_TIMEOUT_S);
-			execl("/proc/self/exe", argv[0], tests[i].name, (char *)NULL);
-			perror("exec");
-			_exit(127);
-		}
-		if (waitpid(pid, &status, 0) != pid) {
-			perror("waitpid");
-			return 1;
-		}
-		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
-			printf("[  TIMEOUT ] %s: still running after %d s\n",
-			       tests[i].name, TEST_TIMEOUT_S);
-			failed++;
-		} else if (WIFSIGNALED(status)) {
-			printf("[  CRASHED ] %s: killed by signal %d\n",
-			       tests[i].name, WTERMSIG(status));
-			failed++;
-		} else if (WEXITSTATUS(status)) {
-			failed++;
-		}
-	}
-	printf("[==========] %zu test(s) in separate processes, %d failed\n",
-	       n, failed);
-	return failed ? 1 : 0;
 }
 
 /* ---- Lookup (law 1) -------------------------------------------------------- */
