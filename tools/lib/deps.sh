@@ -3,7 +3,7 @@
 # with, only when some are missing. Sourced by tools/test.sh and tools/demo.sh.
 
 FOLIOFS_DEPS=(meson ninja-build pkg-config gcc python3 libfuse3-dev fuse3
-	liburing-dev liburcu-dev libjemalloc-dev libcmocka-dev fio
+	liburing-dev liburcu-dev libxxhash-dev libjemalloc-dev libcmocka-dev fio
 	e2fsprogs util-linux)
 
 install_deps() {
