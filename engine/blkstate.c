@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "blkstate.h"
+#include "faultinj.h"
 
 enum bs_map { BS_UPTODATE, BS_DIRTY, BS_RESERVED, BS_NR_MAPS };
 
@@ -46,10 +47,8 @@ struct blkstate {
 
 static long nr_live;
 static long bytes_live;
-#ifdef FOLIOFS_TESTING
-/* Allocations number fail_from <= seq < fail_to fail. */
-static unsigned long alloc_seq, fail_from, fail_to;
-#endif
+/* Allocations the tests make fail (faultinj.h). */
+static struct fs_fault alloc_fault;
 
 long blkstate_live(void)
 {
@@ -64,28 +63,13 @@ long blkstate_bytes_live(void)
 void blkstate_fail_alloc(long after, long count)
 {
 #ifdef FOLIOFS_TESTING
-	unsigned long seq = __atomic_load_n(&alloc_seq, __ATOMIC_RELAXED);
-
-	__atomic_store_n(&fail_to, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fail_from, seq + after, __ATOMIC_RELAXED);
-	__atomic_store_n(&fail_to, seq + after + count, __ATOMIC_RELAXED);
+	fs_fault_arm(&alloc_fault, after, count);
 #else
 	(void)after;
 	(void)count;
 #endif
 }
 
-static bool bs_alloc_should_fail(void)
-{
-#ifdef FOLIOFS_TESTING
-	unsigned long seq = __atomic_fetch_add(&alloc_seq, 1, __ATOMIC_RELAXED);
-
-	return seq >= __atomic_load_n(&fail_from, __ATOMIC_RELAXED) &&
-	       seq < __atomic_load_n(&fail_to, __ATOMIC_RELAXED);
-#else
-	return false;
-#endif
-}
 
 static size_t bs_alloc_size(unsigned int nr_blocks)
 {
@@ -99,7 +83,7 @@ static struct blkstate *bs_alloc(unsigned int nr_blocks, unsigned int blkbits)
 	size_t size = bs_alloc_size(nr_blocks);
 	struct blkstate *bs;
 
-	if (bs_alloc_should_fail())
+	if (fs_fault_hit(&alloc_fault))
 		return NULL;
 	bs = calloc(1, size);
 	if (!bs)

@@ -22,6 +22,7 @@
 #endif
 
 #include "blkstate.h"
+#include "faultinj.h"
 #include "folio.h"
 
 _Static_assert(FOLIO_NR_FLAGS <= 32,
@@ -33,10 +34,8 @@ _Static_assert(FOLIO_MAX_ORDER + PAGE_SHIFT < 8 * sizeof(int),
 
 static long descs_live;
 static long bytes_live;
-#ifdef FOLIOFS_TESTING
-/* Data allocations number fail_from <= seq < fail_to fail. */
-static unsigned long alloc_seq, fail_from, fail_to;
-#endif
+/* Allocations the tests make fail (faultinj.h). */
+static struct fs_fault alloc_fault;
 
 long folio_descs_live(void)
 {
@@ -51,28 +50,13 @@ long folio_bytes_live(void)
 void folio_fail_alloc(long after, long count)
 {
 #ifdef FOLIOFS_TESTING
-	unsigned long seq = __atomic_load_n(&alloc_seq, __ATOMIC_RELAXED);
-
-	__atomic_store_n(&fail_to, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&fail_from, seq + after, __ATOMIC_RELAXED);
-	__atomic_store_n(&fail_to, seq + after + count, __ATOMIC_RELAXED);
+	fs_fault_arm(&alloc_fault, after, count);
 #else
 	(void)after;
 	(void)count;
 #endif
 }
 
-static bool data_alloc_should_fail(void)
-{
-#ifdef FOLIOFS_TESTING
-	unsigned long seq = __atomic_fetch_add(&alloc_seq, 1, __ATOMIC_RELAXED);
-
-	return seq >= __atomic_load_n(&fail_from, __ATOMIC_RELAXED) &&
-	       seq < __atomic_load_n(&fail_to, __ATOMIC_RELAXED);
-#else
-	return false;
-#endif
-}
 
 /* ---- Data ----------------------------------------------------------- */
 
@@ -81,7 +65,7 @@ static void *folio_data_alloc(unsigned int order)
 	size_t size = PAGE_SIZE << order;
 	void *data;
 
-	if (data_alloc_should_fail())
+	if (fs_fault_hit(&alloc_fault))
 		return NULL;
 #ifdef FOLIOFS_JEMALLOC
 	data = mallocx(size, MALLOCX_ALIGN(size));
