@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -60,6 +61,9 @@ void folio_fail_alloc(long after, long count)
 
 /* ---- Data ----------------------------------------------------------- */
 
+/* Order of a 2 MiB huge page of 4 KiB pages (x86-64, arm64 with 4K). */
+#define HPAGE_ORDER	9
+
 static void *folio_data_alloc(unsigned int order)
 {
 	size_t size = PAGE_SIZE << order;
@@ -72,8 +76,16 @@ static void *folio_data_alloc(unsigned int order)
 #else
 	data = aligned_alloc(size, size);
 #endif
-	if (data)
-		__atomic_add_fetch(&bytes_live, (long)size, __ATOMIC_RELAXED);
+	if (!data)
+		return NULL;
+	/*
+	 * A 2 MiB folio is exactly one huge page: ask for one, so copies out
+	 * of it miss the TLB once instead of 512 times. Only a hint; kernels
+	 * with THP off, or memory already backed by small pages, ignore it.
+	 */
+	if (order >= HPAGE_ORDER)
+		madvise(data, size, MADV_HUGEPAGE);
+	__atomic_add_fetch(&bytes_live, (long)size, __ATOMIC_RELAXED);
 	return data;
 }
 
