@@ -484,9 +484,13 @@ static int fill_range(struct filemap *map, struct folio *folio, size_t off,
 /*
  * Allocate, insert and read the folios of window @w that are not cached.
  * Stops at EOF. Errors other than -ENOMEM on the first folio are left for
- * the reader to find (the folio stays not uptodate).
+ * the reader to find (the folio stays not uptodate). If @wantp is given,
+ * the folio made for the window's first page comes back there with a
+ * reference, so the reader that asked for it uses it even if reclaim runs
+ * before it looks it up.
  */
-static int filemap_readahead(struct filemap *map, const struct ra_window *w)
+static int filemap_readahead(struct filemap *map, const struct ra_window *w,
+			     struct folio **wantp)
 {
 	long long size = filemap_size(map);
 	unsigned long idx = w->start, end, last;
@@ -556,7 +560,10 @@ static int filemap_readahead(struct filemap *map, const struct ra_window *w)
 		fill_range(map, folio, 0, folio_size(folio));
 		fs_counter_add(&map_stats(map)->ra_pages, folio_nr_pages(folio));
 		folio_unlock(folio);
-		folio_put(folio);
+		if (wantp && !*wantp && folio_contains(folio, w->start))
+			*wantp = folio;		/* our reference goes with it */
+		else
+			folio_put(folio);
 		idx += 1UL << order;
 		cap = w->order < map->max_order ? w->order : map->max_order;
 	}
@@ -630,6 +637,7 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 			i = 0;
 		}
 		if (!nr) {
+			struct folio *got = NULL;
 			struct ra_window w = {
 				.start = index, .size = last - index + 1,
 				.mark = ~0UL, .order = FOLIO_MAX_ORDER,
@@ -641,8 +649,18 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 			if (ra)
 				w = ra_sync(ra, index, w.size);
 			invalidate_lock_shared(map);
-			err = filemap_readahead(map, &w);
+			err = filemap_readahead(map, &w, &got);
 			invalidate_unlock(map);
+			if (got && !err && (long long)cur < filemap_size(map)) {
+				/* The folio we came for, already referenced. */
+				batch[0] = got;
+				nr = 1;
+				i = 0;
+				continue;
+			}
+			if (got)
+				folio_put(got);
+			got = NULL;
 			if (err)
 				break;
 			/* A truncate may have moved EOF below us meanwhile. */
@@ -657,7 +675,7 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 
 			fs_counter_inc(&map_stats(map)->ra_hits);
 			invalidate_lock_shared(map);
-			filemap_readahead(map, &w);
+			filemap_readahead(map, &w, NULL);
 			invalidate_unlock(map);
 		}
 		/*

@@ -359,6 +359,62 @@ static void test_reclaim_finds_clean_active_behind_dirty(void **state)
 	writeback_file(&e->scan);
 }
 
+/* ---- Readahead under reclaim ---------------------------------------------------- */
+
+static struct env *hook_env;
+static struct filemap_ops evicting_ops;
+static int evict_calls;
+
+/* A store whose reads let reclaim run, as another thread's could. */
+static int read_then_reclaim(struct filemap *map, struct folio *folio,
+			     unsigned int first, unsigned int nr)
+{
+	int err = memstore_ops.read_blocks(map, folio, first, nr);
+
+	/* Past 1000 reads the reader is not making progress: stop evicting
+	 * so the test ends and its assertions say so. */
+	if (++evict_calls < 1000)
+		cache_reclaim(&hook_env->cache, ULONG_MAX);
+	return err;
+}
+
+/*
+ * Regression: the folio a read missed on was read ahead, unlocked and put,
+ * and reclaim (here: while the next folio of the window was read) evicted
+ * it before the reader looked it up again; the reader missed again, read
+ * the window again, lost the folio again, and never finished. The folio
+ * the reader asked for now comes back to it with a reference, so every
+ * miss copies at least one folio.
+ */
+static void test_readahead_folio_survives_reclaim(void **state)
+{
+	struct env *e = *state;
+	char *buf = malloc(64 * KiB);
+	long misses;
+
+	assert_non_null(buf);
+	hook_env = e;
+	evicting_ops = memstore_ops;
+	evicting_ops.read_blocks = read_then_reclaim;
+	e->hot.map.ops = &evicting_ops;
+	filemap_set_size(&e->hot.map, MiB);
+	misses = fs_counter_read(&e->cache.stats.misses);
+	/*
+	 * From page 1: the window is folios of orders 0, 1, 2, 3 and 0, each
+	 * read on its own, so reclaim runs after the first is in the cache.
+	 */
+	assert_int_equal(filemap_read(&e->hot.map, NULL, PAGE_SIZE, buf, 64 * KiB),
+			 64 * KiB);
+	assert_int_equal(memstore_check_pattern(e->hot.id, PAGE_SIZE, buf,
+						64 * KiB), 0);
+	assert_true(evict_calls > 1);
+	/* At most one miss per folio of the window (5), not a livelock. */
+	assert_true(fs_counter_read(&e->cache.stats.misses) - misses <= 5);
+	assert_true(evict_calls < 1000);
+	e->hot.map.ops = &memstore_ops;
+	free(buf);
+}
+
 /* ---- Scan resistance ------------------------------------------------------------ */
 
 #define HOT_SIZE	(2 * MiB)
@@ -588,6 +644,7 @@ int main(int argc, char **argv)
 		T(test_dirty_never_evicted),
 		T(test_read_makes_progress_over_limit_with_dirty),
 		T(test_reclaim_finds_clean_active_behind_dirty),
+		T(test_readahead_folio_survives_reclaim),
 		T(test_scan_resistance_whole_folio_reads),
 		T(test_hot_set_read_once_is_evicted),
 		T(test_scan_resistance_small_reads),
