@@ -10,7 +10,7 @@
 #   FOLIOFS_DEMO_BUILD=build-demo   the release build directory
 #
 # Steps, one function each, so later ones (mount, fio) slot in the same way:
-#   install_deps      packages, from tools/lib/deps.sh when it is there
+#   install_deps      packages, from tools/lib/deps.sh
 #   build             release build, debug checks off, no tests
 #   run_xarray_bench  radix tree lookups against liburcu's cds_lfht
 #   run_cache_bench   cached reads against kernel tmpfs and memcpy
@@ -32,27 +32,8 @@ trap cleanup EXIT
 trap 'echo "demo.sh: interrupted" >&2; exit 130' INT TERM
 
 # The package list is shared with tools/test.sh.
-if [ -f "$top/tools/lib/deps.sh" ]; then
-	# shellcheck source=tools/lib/deps.sh
-	. "$top/tools/lib/deps.sh"
-else
-	install_deps() {
-		local missing=() pkg
-		for pkg in meson ninja-build pkg-config gcc libfuse3-dev fuse3 \
-			liburing-dev liburcu-dev libjemalloc-dev libcmocka-dev fio; do
-			dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-		done
-		[ ${#missing[@]} -eq 0 ] && return 0
-		if [ "$(id -u)" -ne 0 ]; then
-			echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
-			return 1
-		fi
-		echo "installing: ${missing[*]}"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq >/dev/null
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-	}
-fi
+# shellcheck source=tools/lib/deps.sh
+. "$top/tools/lib/deps.sh"
 
 build() {
 	local args=(-Dbuildtype=release -Ddebug_checks=false -Dtests=false)
