@@ -31,28 +31,13 @@
 #include <cmocka.h>
 
 #include "backing.h"
+#include "testimg.h"
 #include "faulty.h"
 
 #define BLK		BACKING_BLOCK_SIZE
 #define NR_ELEMS(a)	(sizeof(a) / sizeof((a)[0]))
 
-/* BACKING_NO_DIRECT if the test directory refuses O_DIRECT, else 0. */
-static unsigned int open_flags;
-
 /* ---- Helpers ------------------------------------------------------------- */
-
-static const char *test_dir(void)
-{
-	const char *dir = getenv("FOLIOFS_TEST_DIR");
-
-	return dir && *dir ? dir : ".";
-}
-
-static void img_path(char *path, size_t size, const char *name)
-{
-	snprintf(path, size, "%s/test_backing.%d.%s", test_dir(), (int)getpid(),
-		 name);
-}
 
 /* A fresh, empty image file @name, opened as a store. */
 static struct backing *open_img(const char *name, unsigned int flags)
@@ -60,9 +45,9 @@ static struct backing *open_img(const char *name, unsigned int flags)
 	struct backing *b = NULL;
 	char path[4096];
 
-	img_path(path, sizeof(path), name);
+	testimg_path(path, sizeof(path), name);
 	unlink(path);
-	assert_int_equal(backing_open(path, BACKING_CREATE | open_flags | flags,
+	assert_int_equal(backing_open(path, BACKING_CREATE | testimg_open_flags | flags,
 				      &b), 0);
 	assert_non_null(b);
 	return b;
@@ -72,7 +57,7 @@ static void rm_img(const char *name)
 {
 	char path[4096];
 
-	img_path(path, sizeof(path), name);
+	testimg_path(path, sizeof(path), name);
 	unlink(path);
 }
 
@@ -151,12 +136,12 @@ static void test_open_errors(void **state)
 	char path[4096];
 
 	(void)state;
-	img_path(path, sizeof(path), "missing");
+	testimg_path(path, sizeof(path), "missing");
 	unlink(path);
-	assert_int_equal(backing_open(path, open_flags, &b), -ENOENT);
+	assert_int_equal(backing_open(path, testimg_open_flags, &b), -ENOENT);
 	assert_null(b);
 	/* Neither a regular file nor a block device. */
-	assert_int_equal(backing_open(test_dir(), BACKING_RDONLY | open_flags,
+	assert_int_equal(backing_open(testimg_dir(), BACKING_RDONLY | testimg_open_flags,
 				      &b), -ENOTSUP);
 	assert_null(b);
 }
@@ -202,8 +187,8 @@ static void test_rdonly(void **state)
 	put(b, 0, 1, 3);
 	backing_close(b);
 
-	img_path(path, sizeof(path), "ro");
-	assert_int_equal(backing_open(path, BACKING_RDONLY | open_flags, &b), 0);
+	testimg_path(path, sizeof(path), "ro");
+	assert_int_equal(backing_open(path, BACKING_RDONLY | testimg_open_flags, &b), 0);
 	expect(b, 0, 1, 3);
 	fill(buf, 0, BLK, 4);
 	assert_int_equal(backing_write(b, buf, 0, BLK), -EBADF);
@@ -287,8 +272,8 @@ static void test_round_trips(void **state)
 	/* Durable across a reopen. */
 	assert_int_equal(backing_fdatasync(b), 0);
 	backing_close(b);
-	img_path(path, sizeof(path), "rt");
-	assert_int_equal(backing_open(path, open_flags, &b), 0);
+	testimg_path(path, sizeof(path), "rt");
+	assert_int_equal(backing_open(path, testimg_open_flags, &b), 0);
 	for (i = 0; i < NR_ELEMS(runs); i++)
 		expect(b, runs[i].blk, runs[i].nblk, i + 1);
 	backing_close(b);
@@ -440,7 +425,7 @@ static void eof_reads(unsigned int flags, const char *name)
 	struct backing_req r;
 	int fd;
 
-	img_path(path, sizeof(path), name);
+	testimg_path(path, sizeof(path), name);
 	unlink(path);
 	fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
 	assert_true(fd >= 0);
@@ -449,7 +434,7 @@ static void eof_reads(unsigned int flags, const char *name)
 	assert_int_equal(fsync(fd), 0);
 	close(fd);
 
-	assert_int_equal(backing_open(path, open_flags | flags, &b), 0);
+	assert_int_equal(backing_open(path, testimg_open_flags | flags, &b), 0);
 	memset(buf, 0xff, 8 * BLK);
 	r = (struct backing_req){ .op = BACKING_OP_READ, .buf = buf,
 				  .off = 0, .len = 8 * BLK };
@@ -965,44 +950,14 @@ static void test_fault_passes_fixed(void **state)
 /* Does the test directory do O_DIRECT? If not, say so and go buffered. */
 static int pick_mode(void **state)
 {
-	struct backing *b;
-	char path[4096];
-	int ret;
-
 	(void)state;
-	img_path(path, sizeof(path), "probe");
-	ret = backing_open(path, BACKING_CREATE, &b);
-	if (ret == -EINVAL) {
-		printf("# O_DIRECT not supported on this filesystem (%s): "
-		       "testing with BACKING_NO_DIRECT\n", test_dir());
-		open_flags = BACKING_NO_DIRECT;
-		ret = backing_open(path, BACKING_CREATE | open_flags, &b);
-	}
-	if (ret) {
-		fprintf(stderr, "cannot create an image in %s: %s\n",
-			test_dir(), strerror(-ret));
-		return -1;
-	}
-	backing_close(b);
-	unlink(path);
-	return 0;
+	return testimg_probe("test_backing");
 }
 
-/* Remove this run's images, also those a failed test left behind. */
 static int teardown(void **state)
 {
-	char pattern[4096];
-	glob_t g;
-	size_t i;
-
 	(void)state;
-	img_path(pattern, sizeof(pattern), "*");
-	if (!glob(pattern, 0, NULL, &g)) {
-		for (i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
-	}
-	return 0;
+	return testimg_cleanup();
 }
 
 int main(void)

@@ -35,6 +35,7 @@
 #include <cmocka.h>
 
 #include "backing.h"
+#include "testimg.h"
 #include "crashsim.h"
 #include "faulty.h"
 
@@ -49,8 +50,6 @@
 #define BASE_TAG	0xba5eU
 #define ZERO_TAG	0U		/* an all-zero sector */
 #define BAD_TAG		0xffffffffU	/* not one source's pattern */
-
-static unsigned int open_flags;
 
 /* ---- Patterns ------------------------------------------------------------ */
 
@@ -88,19 +87,6 @@ static unsigned int sector_source(const void *sector, uint64_t pos)
 
 /* ---- Files --------------------------------------------------------------- */
 
-static const char *test_dir(void)
-{
-	const char *dir = getenv("FOLIOFS_TEST_DIR");
-
-	return dir && *dir ? dir : ".";
-}
-
-static void img_path(char *path, size_t size, const char *name)
-{
-	snprintf(path, size, "%s/test_crashsim.%d.%s", test_dir(), (int)getpid(),
-		 name);
-}
-
 static void *abuf(size_t len)
 {
 	void *p = aligned_alloc(BLK, len);
@@ -122,7 +108,7 @@ static struct backing *open_sim(const char *name, unsigned int base_blks,
 	void *buf;
 	int fd;
 
-	img_path(path, sizeof(path), name);
+	testimg_path(path, sizeof(path), name);
 	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
 	assert_true(fd >= 0);
 	if (base_blks) {
@@ -134,7 +120,7 @@ static struct backing *open_sim(const char *name, unsigned int base_blks,
 	}
 	assert_int_equal(fsync(fd), 0);
 
-	assert_int_equal(backing_open(path, open_flags, &b), 0);
+	assert_int_equal(backing_open(path, testimg_open_flags, &b), 0);
 	if (faulty) {
 		assert_int_equal(faulty_create(b, faulty), 0);
 		b = *faulty;
@@ -149,7 +135,7 @@ static void rm_img(const char *name)
 {
 	char path[4096];
 
-	img_path(path, sizeof(path), name);
+	testimg_path(path, sizeof(path), name);
 	unlink(path);
 }
 
@@ -416,7 +402,7 @@ static void test_apply_matches_live_file(void **state)
 	assert_int_equal(crashsim_make_image(sim, 1, CRASHSIM_APPLY, out), 0);
 	read_image(out, img, REGION_BLKS * BLK);
 
-	img_path(path, sizeof(path), "live");
+	testimg_path(path, sizeof(path), "live");
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	read_image(fd, live, REGION_BLKS * BLK);
@@ -605,9 +591,9 @@ static void test_empty_base(void **state)
 	int out = new_memfd();
 
 	(void)state;
-	img_path(path, sizeof(path), "empty");
+	testimg_path(path, sizeof(path), "empty");
 	unlink(path);
-	assert_int_equal(backing_open(path, BACKING_CREATE | open_flags, &b), 0);
+	assert_int_equal(backing_open(path, BACKING_CREATE | testimg_open_flags, &b), 0);
 	assert_int_equal(crashsim_create(b, -1, &sim), 0);
 	fill(buf, 5 * BLK, 2 * BLK, 7);
 	assert_int_equal(backing_write(sim, buf, 5 * BLK, 2 * BLK), 0);
@@ -641,9 +627,9 @@ static void test_sparse_base_stays_sparse(void **state)
 	unsigned int s;
 
 	(void)state;
-	img_path(path, sizeof(path), "sparse");
+	testimg_path(path, sizeof(path), "sparse");
 	unlink(path);
-	assert_int_equal(backing_open(path, BACKING_CREATE | open_flags, &b), 0);
+	assert_int_equal(backing_open(path, BACKING_CREATE | testimg_open_flags, &b), 0);
 	assert_int_equal(backing_grow(b, 1ULL << 30), 0);
 	fill(buf, 12345 * (uint64_t)BLK, BLK, 9);
 	assert_int_equal(backing_write(b, buf, 12345 * (uint64_t)BLK, BLK), 0);
@@ -691,8 +677,8 @@ static void test_bad_arguments(void **state)
 	backing_close(sim);
 
 	/* Not a simulator. */
-	img_path(path, sizeof(path), "args");
-	assert_int_equal(backing_open(path, open_flags, &b), 0);
+	testimg_path(path, sizeof(path), "args");
+	assert_int_equal(backing_open(path, testimg_open_flags, &b), 0);
 	assert_int_equal(crashsim_make_image(b, 1, CRASHSIM_DROP, out),
 			 -EINVAL);
 	assert_int_equal(crashsim_op(b, 0, &info), -EINVAL);
@@ -704,45 +690,15 @@ static void test_bad_arguments(void **state)
 
 static int setup(void **state)
 {
-	struct backing *b;
-	char path[4096];
-	int ret;
-
 	(void)state;
 	make_script();
-	img_path(path, sizeof(path), "probe");
-	ret = backing_open(path, BACKING_CREATE, &b);
-	if (ret == -EINVAL) {
-		printf("# O_DIRECT not supported on this filesystem (%s): "
-		       "testing with BACKING_NO_DIRECT\n", test_dir());
-		open_flags = BACKING_NO_DIRECT;
-		ret = backing_open(path, BACKING_CREATE | open_flags, &b);
-	}
-	if (ret) {
-		fprintf(stderr, "cannot create an image in %s: %s\n",
-			test_dir(), strerror(-ret));
-		return -1;
-	}
-	backing_close(b);
-	unlink(path);
-	return 0;
+	return testimg_probe("test_crashsim");
 }
 
-/* Remove this run's images, also those a failed test left behind. */
 static int teardown(void **state)
 {
-	char pattern[4096];
-	glob_t g;
-	size_t i;
-
 	(void)state;
-	img_path(pattern, sizeof(pattern), "*");
-	if (!glob(pattern, 0, NULL, &g)) {
-		for (i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
-	}
-	return 0;
+	return testimg_cleanup();
 }
 
 int main(void)

@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "backing.h"
+#include "testimg.h"
 #include "compiler.h"
 #include "crashsim.h"
 #include "ondisk.h"
@@ -37,22 +38,7 @@
 #define NR_WRITES	7		/* crash test: generations 1..7 */
 #define NR_SEEDS	6
 
-static unsigned int open_flags;
-
 /* ---- Helpers ---------------------------------------------------------- */
-
-static const char *test_dir(void)
-{
-	const char *dir = getenv("FOLIOFS_TEST_DIR");
-
-	return dir && *dir ? dir : ".";
-}
-
-static void img_path(char *path, size_t size, const char *name)
-{
-	snprintf(path, size, "%s/test_super.%d.%s", test_dir(), (int)getpid(),
-		 name);
-}
 
 /* A fresh image @name of @bytes (sparse), opened as a store. */
 static struct backing *open_img(const char *name, uint64_t bytes)
@@ -60,9 +46,9 @@ static struct backing *open_img(const char *name, uint64_t bytes)
 	struct backing *b;
 	char path[4096];
 
-	img_path(path, sizeof(path), name);
+	testimg_path(path, sizeof(path), name);
 	unlink(path);
-	assert_int_equal(backing_open(path, BACKING_CREATE | open_flags, &b),
+	assert_int_equal(backing_open(path, BACKING_CREATE | testimg_open_flags, &b),
 			 0);
 	assert_int_equal(backing_grow(b, bytes), 0);
 	return b;
@@ -72,7 +58,7 @@ static void rm_img(const char *name)
 {
 	char path[4096];
 
-	img_path(path, sizeof(path), name);
+	testimg_path(path, sizeof(path), name);
 	unlink(path);
 }
 
@@ -597,7 +583,7 @@ static void test_crash_points(void **state)
 	(void)state;
 	b = open_img("crash", DEV_BLOCKS * BS);
 	assert_int_equal(backing_fsync(b), 0);
-	img_path(path, sizeof(path), "crash");
+	testimg_path(path, sizeof(path), "crash");
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(crashsim_create(b, fd, &sim), 0);
@@ -616,7 +602,7 @@ static void test_crash_points(void **state)
 	points = crashsim_points(sim);
 	assert_int_equal(points, 2 * NR_WRITES);
 
-	img_path(out_path, sizeof(out_path), "crash-out");
+	testimg_path(out_path, sizeof(out_path), "crash-out");
 	for (m = 0; m < ARRAY_SIZE(modes); m++) {
 		for (n = 0; n <= points; n++) {
 			durable = 0;
@@ -631,7 +617,7 @@ static void test_crash_points(void **state)
 						seed, modes[m], out), 0);
 				close(out);
 				assert_int_equal(backing_open(out_path,
-						open_flags | BACKING_RDONLY,
+						testimg_open_flags | BACKING_RDONLY,
 						&img), 0);
 				ret = super_read(img, &got, msg, sizeof(msg));
 				backing_close(img);
@@ -676,44 +662,14 @@ static void test_crash_points(void **state)
 
 static int setup(void **state)
 {
-	struct backing *b;
-	char path[4096];
-	int ret;
-
 	(void)state;
-	img_path(path, sizeof(path), "probe");
-	ret = backing_open(path, BACKING_CREATE, &b);
-	if (ret == -EINVAL) {
-		printf("# O_DIRECT not supported on this filesystem (%s): "
-		       "testing with BACKING_NO_DIRECT\n", test_dir());
-		open_flags = BACKING_NO_DIRECT;
-		ret = backing_open(path, BACKING_CREATE | open_flags, &b);
-	}
-	if (ret) {
-		fprintf(stderr, "cannot create an image in %s: %s\n",
-			test_dir(), strerror(-ret));
-		return -1;
-	}
-	backing_close(b);
-	unlink(path);
-	return 0;
+	return testimg_probe("test_super");
 }
 
-/* Remove this run's images, also those a failed test left behind. */
 static int teardown(void **state)
 {
-	char pattern[4096];
-	glob_t g;
-	size_t i;
-
 	(void)state;
-	img_path(pattern, sizeof(pattern), "*");
-	if (!glob(pattern, 0, NULL, &g)) {
-		for (i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-		globfree(&g);
-	}
-	return 0;
+	return testimg_cleanup();
 }
 
 int main(void)
