@@ -434,18 +434,38 @@ out_unlock:
 
 /* ---- Dirty --------------------------------------------------------------- */
 
+/* Bytes of dirty blocks in every page cache of the process. */
+static long dirty_bytes;
+
+long blkstate_dirty_bytes(void)
+{
+	return __atomic_load_n(&dirty_bytes, __ATOMIC_RELAXED);
+}
+
 unsigned int blkstate_set_dirty(struct folio *folio, size_t off, size_t len)
 {
+	unsigned int n;
+
 	FOLIO_BUG_ON(!folio_test_locked(folio), folio);
-	return bs_change(folio, blk_range(folio, off, len, false),
-			 BS_DIRTY, FOLIO_DIRTY, true, false);
+	n = bs_change(folio, blk_range(folio, off, len, false),
+		      BS_DIRTY, FOLIO_DIRTY, true, false);
+	if (n)
+		__atomic_add_fetch(&dirty_bytes, (long)n << folio->blkbits,
+				   __ATOMIC_RELAXED);
+	return n;
 }
 
 unsigned int blkstate_clear_dirty(struct folio *folio, size_t off, size_t len)
 {
+	unsigned int n;
+
 	FOLIO_BUG_ON(!folio_test_locked(folio), folio);
-	return bs_change(folio, blk_range(folio, off, len, true),
-			 BS_DIRTY, FOLIO_DIRTY, false, true);
+	n = bs_change(folio, blk_range(folio, off, len, true),
+		      BS_DIRTY, FOLIO_DIRTY, false, true);
+	if (n)
+		__atomic_sub_fetch(&dirty_bytes, (long)n << folio->blkbits,
+				   __ATOMIC_RELAXED);
+	return n;
 }
 
 bool blkstate_test_dirty(struct folio *folio, size_t off, size_t len)

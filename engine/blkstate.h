@@ -183,6 +183,13 @@ unsigned int blkstate_set_dirty(struct folio *folio, size_t off, size_t len);
 unsigned int blkstate_clear_dirty(struct folio *folio, size_t off, size_t len);
 
 /**
+ * blkstate_dirty_bytes() - bytes of dirty blocks in all page caches of the
+ * process, for dirty throttling: every set and clear of a dirty bit counts.
+ * Context: any; lock-free.
+ */
+long blkstate_dirty_bytes(void);
+
+/**
  * blkstate_test_dirty() - whether any block the range touches is dirty.
  * Context: caller holds a reference.
  */

@@ -24,8 +24,9 @@
  * The two copies sit at fixed byte offsets, not fs-block offsets, so a
  * reader finds them before it knows the block size.
  *
- * Checksums are XXH3-64 (libxxhash's XXH3_64bits, seed 0) over the whole
- * structure with its checksum field zeroed.
+ * Checksums are XXH3-64 (libxxhash's XXH3_64bits) over the whole structure
+ * with its checksum field zeroed: seed 0 for the superblock, the volume's
+ * seed (foliofs_volume_seed()) for log and checkpoint blocks.
  *
  * Locking: none; these are plain data and pure functions.
  */
@@ -36,6 +37,7 @@
 #include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct { uint16_t v; } le16;
 typedef struct { uint32_t v; } le32;
@@ -118,5 +120,95 @@ static_assert(offsetof(struct foliofs_disk_super, reserved) == 200,
 	      "superblock layout moved");
 static_assert(offsetof(struct foliofs_disk_super, checksum) ==
 	      FOLIOFS_SB_SIZE - 8, "checksum must be the last field");
+
+/* ---- Metadata log and checkpoint ----------------------------------------- */
+
+/*
+ * Seed of every log and checkpoint checksum: the first 8 bytes of the
+ * volume's UUID read as a little-endian integer. A block left by an earlier
+ * mkfs of the same store never validates under a new UUID.
+ */
+static inline uint64_t foliofs_volume_seed(const uint8_t uuid[FOLIOFS_UUID_LEN])
+{
+	uint64_t v;
+
+	memcpy(&v, uuid, sizeof(v));
+	return le64toh(v);
+}
+
+/*
+ * The log is a ring of the superblock's log_blocks fs blocks at log_start.
+ * The block of sequence number s lies at fs block log_start + s % log_blocks.
+ * Sequence numbers count from 0 at mkfs and never wrap (2^64 blocks).
+ *
+ * A transaction of n payload bytes takes k = max(1, ceil(n / P)) consecutive
+ * sequence numbers, P = block_size - FOLIOFS_LOG_HDR_SIZE: every block but
+ * the last holds P bytes, the last holds the rest and carries
+ * FOLIOFS_LOG_COMMIT. Every block of a transaction repeats the
+ * transaction's first sequence number, length and payload checksum, so that
+ * blocks left over from a failed or torn attempt at the same sequence
+ * numbers are never stitched onto another transaction.
+ *
+ * Each block is fully written: header, payload, then zeroes to the end of
+ * the fs block; its checksum covers all of it.
+ */
+#define FOLIOFS_LOG_MAGIC	0x474f4c46U	/* "FLOG" in byte order */
+#define FOLIOFS_LOG_COMMIT	(1U << 0)	/* last block of a transaction */
+#define FOLIOFS_LOG_FLAGS	FOLIOFS_LOG_COMMIT	/* every known flag */
+#define FOLIOFS_LOG_HDR_SIZE	64U		/* bytes; payload follows */
+
+/**
+ * struct foliofs_disk_logblock - the header at byte 0 of every log block.
+ * Every field little-endian.
+ */
+struct foliofs_disk_logblock {
+	le32	magic;		/*  0: FOLIOFS_LOG_MAGIC */
+	le32	flags;		/*  4: FOLIOFS_LOG_* */
+	le64	seq;		/*  8: this block's sequence number */
+	le64	txn_seq;	/* 16: sequence number of the txn's first block */
+	le64	txn_len;	/* 24: bytes of the whole txn's payload */
+	le64	txn_csum;	/* 32: XXH3-64 of that payload, volume seed */
+	le32	used;		/* 40: payload bytes in this block */
+	le32	pad;		/* 44: zero */
+	le64	reserved;	/* 48: zero */
+	le64	checksum;	/* 56: XXH3-64 of the whole fs block, this
+				 *     field zeroed, volume seed */
+};
+
+static_assert(sizeof(struct foliofs_disk_logblock) == FOLIOFS_LOG_HDR_SIZE,
+	      "log block header is 64 bytes");
+static_assert(offsetof(struct foliofs_disk_logblock, used) == 40,
+	      "log block layout moved");
+static_assert(offsetof(struct foliofs_disk_logblock, checksum) == 56,
+	      "log block layout moved");
+
+/*
+ * A checkpoint lies in ckpt_blocks consecutive fs blocks at ckpt_start: a
+ * header block (this struct, then zeroes to the end of the fs block), then
+ * the payload, zero-padded to a whole fs block. So ckpt_blocks is exactly
+ * 1 + ceil(len / block_size).
+ */
+#define FOLIOFS_CKPT_MAGIC	0x504b4346U	/* "FCKP" in byte order */
+
+/**
+ * struct foliofs_disk_ckpt - the header block of a checkpoint.
+ * Every field little-endian.
+ */
+struct foliofs_disk_ckpt {
+	le32	magic;		/*  0: FOLIOFS_CKPT_MAGIC */
+	le32	pad;		/*  4: zero */
+	le64	seq;		/*  8: the log sequence it covers up to (the
+				 *     superblock's ckpt_seq) */
+	le64	len;		/* 16: payload bytes, from the next fs block */
+	le64	payload_csum;	/* 24: XXH3-64 of the payload, volume seed */
+	le64	reserved[3];	/* 32: zero */
+	le64	checksum;	/* 56: XXH3-64 of the whole header fs block,
+				 *     this field zeroed, volume seed */
+};
+
+static_assert(sizeof(struct foliofs_disk_ckpt) == 64,
+	      "checkpoint header is 64 bytes");
+static_assert(offsetof(struct foliofs_disk_ckpt, checksum) == 56,
+	      "checkpoint header layout moved");
 
 #endif /* FOLIOFS_ONDISK_H */

@@ -1,0 +1,974 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * data.c - the data path of a mounted volume: the store behind each file's
+ * page cache (filemap_ops), read and write, fsync, fallocate, SEEK_DATA and
+ * SEEK_HOLE, writeback and the flusher thread.
+ *
+ * Writeback of one file (fs_writeback_inode) walks the DIRTY marks (or,
+ * for fsync, the TOWRITE marks it set first: law 10), locks each folio,
+ * and for each run of dirty blocks (law 6):
+ *  - blocks with a disk block are written in place;
+ *  - delalloc blocks get blocks now, from their reservations
+ *    (space_alloc_reserved: never ENOSPC, law 7), as one contiguous run
+ *    per folio when the disk has one; they are mapped EXT_NEW, so a failed
+ *    write keeps them without logging them;
+ * and queues one request per disk-contiguous run, straight from folio
+ * memory (O_DIRECT, no bounce buffer). Folios stay locked, with their
+ * writeback flag set, until their I/O completed, so a writer waits for
+ * it (law 9). After the batch, folios whose I/O all succeeded are cleaned;
+ * the extents of their new and unwritten blocks are logged, and the size
+ * the log knows moves up to what is written (ordered mode: the commit that
+ * carries these records flushes the data first, meta.c).
+ *
+ * Errors (law 11): a failed folio stays dirty with its blocks mapped; the
+ * error is recorded errseq-style on the inode and the file is retried after
+ * a back-off; fsync reports it once per open file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blkstate.h"
+#include "compiler.h"
+#include "fs.h"
+#include "rcu.h"
+
+#define WB_MAX_REQS	1024
+#define WB_MAX_BYTES	(32UL << 20)
+#define WB_MAX_FOLIOS	256
+#define MAX_FILE_BYTES	(1ULL << 52)
+
+static inline struct fs_inode *map_inode(struct filemap *map)
+{
+	return map->host;
+}
+
+uint64_t fs_dirty_bytes(void)
+{
+	long n = blkstate_dirty_bytes();
+
+	return n > 0 ? (uint64_t)n : 0;
+}
+
+/* ---- The store behind the page cache ------------------------------------------ */
+
+static int fs_read_blocks(struct filemap *map, struct folio *folio,
+			  unsigned int first, unsigned int nr)
+{
+	struct fs_inode *inode = map_inode(map);
+	struct foliofs *fs = inode->fs;
+	unsigned int bits = folio->blkbits, b, nreq = 0;
+	uint64_t lblk0 = folio_pos(folio) >> bits;
+	struct backing_req reqs_small[8], *reqs = reqs_small;
+	char *base = folio_address(folio);
+	int ret;
+
+	if (nr > ARRAY_SIZE(reqs_small)) {
+		reqs = malloc(nr * sizeof(*reqs));
+		if (!reqs)
+			return -ENOMEM;
+	}
+	for (b = first; b < first + nr; b++) {
+		void *e = xa_load(&inode->extents, lblk0 + b);
+		char *dst = base + ((size_t)b << bits);
+
+		if (!e || (ext_flags(e) & (EXT_UNWRITTEN | EXT_NEW))) {
+			/* A hole, or blocks whose data is not on disk. */
+			memset(dst, 0, (size_t)1 << bits);
+			continue;
+		}
+		if (nreq) {
+			struct backing_req *p = &reqs[nreq - 1];
+
+			if ((char *)p->buf + p->len == dst &&
+			    p->off + p->len == ext_pblk(e) << bits) {
+				p->len += 1U << bits;
+				continue;
+			}
+		}
+		reqs[nreq++] = (struct backing_req){
+			.op = BACKING_OP_READ,
+			.buf = dst,
+			.off = ext_pblk(e) << bits,
+			.len = 1U << bits,
+		};
+	}
+	ret = nreq ? backing_submit(fs->store, reqs, nreq) : 0;
+	if (reqs != reqs_small)
+		free(reqs);
+	return ret;
+}
+
+static bool fs_block_mapped(struct filemap *map, unsigned long lblk)
+{
+	return xa_load(&map_inode(map)->extents, lblk) != NULL;
+}
+
+static int fs_reserve_blocks(struct filemap *map, unsigned long nr)
+{
+	return space_reserve(map_inode(map)->fs->space, nr);
+}
+
+static void fs_release_blocks(struct filemap *map, unsigned long nr)
+{
+	space_unreserve(map_inode(map)->fs->space, nr);
+}
+
+static void fs_punch_blocks(struct filemap *map, unsigned long first,
+			    unsigned long nr)
+{
+	struct fs_inode *inode = map_inode(map);
+	struct foliofs *fs = inode->fs;
+
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	fs_free_extents(fs, inode, first, nr == ULONG_MAX ? UINT64_MAX : nr,
+			true);
+	pthread_rwlock_unlock(&fs->ns_lock);
+}
+
+const struct filemap_ops fs_filemap_ops = {
+	.read_blocks	= fs_read_blocks,
+	.block_mapped	= fs_block_mapped,
+	.reserve_blocks	= fs_reserve_blocks,
+	.release_blocks	= fs_release_blocks,
+	.punch_blocks	= fs_punch_blocks,
+};
+
+/* ---- Writeback ---------------------------------------------------------------- */
+
+struct wb_folio {
+	struct folio	*folio;
+	unsigned int	first_req;
+	unsigned int	nr_req;
+	bool		failed;		/* not every dirty block was queued */
+};
+
+struct wb_batch {
+	struct fs_inode		*inode;
+	struct backing_req	reqs[WB_MAX_REQS];
+	struct wb_folio		folios[WB_MAX_FOLIOS];
+	unsigned int		nr_reqs;
+	unsigned int		nr_folios;
+	size_t			bytes;
+	uint64_t		goal;		/* next pblk for allocations */
+	int			err;
+};
+
+/*
+ * Give delalloc blocks [lblk, lblk + n) of locked @folio disk blocks from
+ * their reservations. Returns blocks mapped (they are EXT_NEW).
+ */
+static long alloc_run(struct wb_batch *wb, struct folio *folio, size_t off,
+		      uint64_t lblk, uint64_t n)
+{
+	struct fs_inode *inode = wb->inode;
+	struct foliofs *fs = inode->fs;
+	uint64_t start, i;
+	unsigned int cleared;
+	long got;
+
+	got = space_alloc_reserved(fs->space, wb->goal, n, n, &start);
+	if (got < 0)
+		return got;
+	for (i = 0; i < (uint64_t)got; i++)
+		xa_store(&inode->extents, lblk + i, ext_mk(start + i, EXT_NEW));
+	/* The reservation became blocks: the folio's marks go now, so a failed
+	 * write does not hand them back twice. */
+	cleared = blkstate_clear_reserved(folio, off, (size_t)got << fs->blkbits);
+	if (cleared)
+		__atomic_sub_fetch(&inode->map.nr_reserved, cleared,
+				   __ATOMIC_RELAXED);
+	WARN_ON(cleared != (unsigned int)got);
+	pthread_mutex_lock(&inode->attr_lock);
+	inode->nr_mapped += (uint64_t)got;
+	pthread_mutex_unlock(&inode->attr_lock);
+	wb->goal = start + (uint64_t)got;
+	return got;
+}
+
+static void add_req(struct wb_batch *wb, char *buf, uint64_t pblk,
+		    unsigned int bits, uint32_t len)
+{
+	struct backing_req *p = wb->nr_reqs ? &wb->reqs[wb->nr_reqs - 1] : NULL;
+	struct wb_folio *wf = &wb->folios[wb->nr_folios - 1];
+
+	if (p && wf->nr_req && (char *)p->buf + p->len == buf &&
+	    p->off + p->len == pblk << bits) {
+		p->len += len;
+	} else {
+		wb->reqs[wb->nr_reqs++] = (struct backing_req){
+			.op = BACKING_OP_WRITE,
+			.buf = buf,
+			.off = pblk << bits,
+			.len = len,
+		};
+		wf->nr_req++;
+	}
+	wb->bytes += len;
+}
+
+/* Queue the dirty blocks of locked @folio. Return 0 or -errno. */
+static int queue_folio(struct wb_batch *wb, struct folio *folio)
+{
+	struct fs_inode *inode = wb->inode;
+	unsigned int bits = folio->blkbits;
+	uint64_t lblk0 = folio_pos(folio) >> bits;
+	char *base = folio_address(folio);
+	size_t off = 0, len;
+	struct wb_folio *wf = &wb->folios[wb->nr_folios++];
+
+	wf->folio = folio;
+	wf->first_req = wb->nr_reqs;
+	wf->nr_req = 0;
+	wf->failed = false;
+	while (blkstate_next_dirty(folio, &off, &len)) {
+		size_t o;
+
+		for (o = off; o < off + len;) {
+			uint64_t lblk = lblk0 + (o >> bits);
+			void *e = xa_load(&inode->extents, lblk);
+
+			if (!e) {
+				uint64_t n = 1;
+				long got;
+
+				while (o + (n << bits) < off + len &&
+				       !xa_load(&inode->extents, lblk + n))
+					n++;
+				e = lblk ? xa_load(&inode->extents, lblk - 1) :
+					   NULL;
+				if (e)
+					wb->goal = ext_pblk(e) + 1;
+				got = alloc_run(wb, folio, o, lblk, n);
+				if (got < 0) {
+					wf->failed = true;
+					return (int)got;
+				}
+				e = xa_load(&inode->extents, lblk);
+			}
+			add_req(wb, base + o, ext_pblk(e), bits, 1U << bits);
+			o += (size_t)1 << bits;
+		}
+		off += len;
+	}
+	return 0;
+}
+
+struct ext_ctx {
+	struct foliofs	*fs;
+	struct fs_inode	*inode;
+	uint64_t	rl, rp, rn;
+};
+
+static void ext_flush(struct ext_ctx *c)
+{
+	if (c->rn)
+		tx_extent(c->fs, c->inode->ino, c->rl, c->rp, c->rn, false);
+	c->rn = 0;
+}
+
+/* Log the new and unwritten blocks of clean @folio as written. */
+static void log_folio_extents(struct ext_ctx *c, struct folio *folio,
+			      size_t from, size_t to)
+{
+	unsigned int bits = folio->blkbits;
+	uint64_t lblk = (folio_pos(folio) + from) >> bits;
+	uint64_t end = (folio_pos(folio) + to) >> bits;
+
+	for (; lblk < end; lblk++) {
+		void *e = xa_load(&c->inode->extents, lblk);
+
+		if (!e || !(ext_flags(e) & (EXT_NEW | EXT_UNWRITTEN)))
+			continue;
+		xa_store(&c->inode->extents, lblk, ext_mk(ext_pblk(e), 0));
+		if (c->rn && lblk == c->rl + c->rn && ext_pblk(e) == c->rp + c->rn) {
+			c->rn++;
+			continue;
+		}
+		ext_flush(c);
+		c->rl = lblk;
+		c->rp = ext_pblk(e);
+		c->rn = 1;
+	}
+}
+
+static void record_error(struct fs_inode *inode, int err)
+{
+	struct foliofs *fs = inode->fs;
+
+	pthread_mutex_lock(&inode->attr_lock);
+	inode->wb_err = err;
+	inode->wb_retry_ns = fs_now_ns() + 500000000LL;
+	pthread_mutex_unlock(&inode->attr_lock);
+	__atomic_add_fetch(&inode->wb_err_seq, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&fs->st_wb_errors, 1, __ATOMIC_RELAXED);
+}
+
+/* Issue the batch, finish its folios, log what became durable-able. */
+static int submit_batch(struct wb_batch *wb)
+{
+	struct fs_inode *inode = wb->inode;
+	struct foliofs *fs = inode->fs;
+	struct ext_ctx c = { fs, inode, 0, 0, 0 };
+	uint64_t written_end = 0, size;
+	bool any_ok = false, log_inode = false;
+	unsigned int i, j;
+	int ret = 0;
+
+	if (!wb->nr_folios)
+		return 0;
+	if (wb->nr_reqs) {
+		__atomic_add_fetch(&fs->st_writeback_now, wb->bytes,
+				   __ATOMIC_RELAXED);
+		ret = backing_submit(fs->store, wb->reqs, wb->nr_reqs);
+		__atomic_sub_fetch(&fs->st_writeback_now, wb->bytes,
+				   __ATOMIC_RELAXED);
+	}
+	size = (uint64_t)filemap_size(&inode->map);
+
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	pthread_mutex_lock(&fs->tx_lock);
+	for (i = 0; i < wb->nr_folios; i++) {
+		struct wb_folio *wf = &wb->folios[i];
+		struct folio *folio = wf->folio;
+		bool ok = !wf->failed;
+
+		for (j = wf->first_req; j < wf->first_req + wf->nr_req; j++)
+			if (wb->reqs[j].res)
+				ok = false;
+		if (ok) {
+			uint64_t end = folio_pos(folio) + folio_size(folio);
+
+			log_folio_extents(&c, folio, 0, folio_size(folio));
+			filemap_clean_folio(folio);
+			__atomic_add_fetch(&fs->st_written, folio_size(folio),
+					   __ATOMIC_RELAXED);
+			if (end > written_end)
+				written_end = end;
+			any_ok = true;
+		}
+		folio_end_writeback(folio);
+		folio_unlock(folio);
+		folio_put(folio);
+	}
+	ext_flush(&c);
+	if (any_ok) {
+		/* Writes completed before these records exist (ordered). */
+		__atomic_add_fetch(&fs->data_gen, 1, __ATOMIC_RELEASE);
+		pthread_mutex_lock(&inode->attr_lock);
+		if (written_end > size)
+			written_end = size;
+		if (written_end > inode->disksize) {
+			inode->disksize = written_end;
+			inode->attr_dirty = true;
+		}
+		log_inode = inode->attr_dirty;
+		if (log_inode)
+			tx_inode(fs, inode);
+		pthread_mutex_unlock(&inode->attr_lock);
+	}
+	pthread_mutex_unlock(&fs->tx_lock);
+	pthread_rwlock_unlock(&fs->ns_lock);
+
+	if (ret)
+		record_error(inode, ret);
+	wb->nr_reqs = 0;
+	wb->nr_folios = 0;
+	wb->bytes = 0;
+	return ret;
+}
+
+int fs_writeback_inode(struct fs_inode *inode, bool sync)
+{
+	struct foliofs *fs = inode->fs;
+	struct filemap *map = &inode->map;
+	xa_mark_t mark = sync ? FM_TOWRITE : FM_DIRTY;
+	struct wb_batch *wb;
+	unsigned long idx = 0;
+	int ret = 0, err;
+
+	if (!S_ISREG(inode->mode) || fs->readonly)
+		return 0;
+	pthread_mutex_lock(&inode->wb_lock);
+	if (!xa_marked(&map->pages, FM_DIRTY) &&
+	    !xa_marked(&map->pages, FM_TOWRITE))
+		goto log_attrs;
+	wb = calloc(1, sizeof(*wb));
+	if (!wb) {
+		pthread_mutex_unlock(&inode->wb_lock);
+		return -ENOMEM;
+	}
+	wb->inode = inode;
+	if (sync)
+		xa_convert_marks(&map->pages, 0, ULONG_MAX, FM_DIRTY,
+				 FM_TOWRITE, 64);
+	for (;;) {
+		struct folio *folio;
+
+		if (!xa_find(&map->pages, &idx, ULONG_MAX, mark))
+			break;
+		folio = filemap_get_folio(map, idx);
+		if (!folio) {
+			idx++;
+			continue;
+		}
+		/* Lock in index order; the batch holds earlier ones. */
+		folio_lock(folio);
+		if (folio_mapping(folio) != map || !folio_test_dirty(folio)) {
+			idx = folio->index + folio_nr_pages(folio);
+			folio_unlock(folio);
+			folio_put(folio);
+			continue;
+		}
+		idx = folio->index + folio_nr_pages(folio);
+		if (wb->nr_folios == WB_MAX_FOLIOS ||
+		    wb->nr_reqs + folio_nr_blocks(folio) > WB_MAX_REQS ||
+		    wb->bytes >= WB_MAX_BYTES) {
+			err = submit_batch(wb);
+			ret = ret ? ret : err;
+		}
+		folio_start_writeback(folio);
+		err = queue_folio(wb, folio);
+		if (err) {
+			ret = ret ? ret : err;
+			record_error(inode, err);
+		}
+		if (idx == 0)
+			break;	/* wrapped */
+	}
+	err = submit_batch(wb);
+	ret = ret ? ret : err;
+	free(wb);
+log_attrs:
+	/* Everything is written: the log may know the whole size (a
+	 * truncate up or fallocate past the last written block). */
+	pthread_mutex_lock(&inode->attr_lock);
+	if (!ret && !xa_marked(&map->pages, FM_DIRTY) &&
+	    inode->disksize < (uint64_t)filemap_size(map)) {
+		inode->disksize = (uint64_t)filemap_size(map);
+		inode->attr_dirty = true;
+	}
+	pthread_mutex_unlock(&inode->attr_lock);
+	if (inode->attr_dirty) {
+		pthread_rwlock_rdlock(&fs->ns_lock);
+		pthread_mutex_lock(&fs->tx_lock);
+		tx_inode_locked(fs, inode);
+		pthread_mutex_unlock(&fs->tx_lock);
+		pthread_rwlock_unlock(&fs->ns_lock);
+	}
+	pthread_mutex_unlock(&inode->wb_lock);
+	return ret;
+}
+
+/* ---- Dirty inodes and the flusher --------------------------------------------- */
+
+void fs_note_dirty(struct fs_inode *inode)
+{
+	struct foliofs *fs = inode->fs;
+
+	if (__atomic_load_n(&inode->on_dirty_list, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&fs->dirty_lock);
+	if (!inode->on_dirty_list && !inode->dead) {
+		inode->on_dirty_list = true;
+		inode->dirtied_ns = fs_now_ns();
+		cds_list_add_tail(&inode->dirty_node, &fs->dirty_list);
+	}
+	pthread_mutex_unlock(&fs->dirty_lock);
+}
+
+/*
+ * Take (open) references on up to @max dirty inodes: all of them, or those
+ * whose data expired and that are not backing off after an error.
+ */
+static unsigned int grab_dirty(struct foliofs *fs, struct fs_inode **out,
+			       unsigned int max, bool all)
+{
+	struct fs_inode *inode;
+	int64_t now = fs_now_ns();
+	int64_t expire = (int64_t)fs->opts.dirty_expire_ms * 1000000LL;
+	unsigned int n = 0;
+
+	pthread_rwlock_wrlock(&fs->ns_lock);
+	pthread_mutex_lock(&fs->dirty_lock);
+	cds_list_for_each_entry(inode, &fs->dirty_list, dirty_node) {
+		if (n == max)
+			break;
+		if (inode->dead)
+			continue;
+		if (!all && now - inode->dirtied_ns < expire)
+			continue;
+		if (!all && inode->wb_retry_ns > now)
+			continue;
+		inode->nopen++;
+		out[n++] = inode;
+	}
+	pthread_mutex_unlock(&fs->dirty_lock);
+	pthread_rwlock_unlock(&fs->ns_lock);
+	return n;
+}
+
+static void drop_from_dirty(struct foliofs *fs, struct fs_inode *inode)
+{
+	pthread_mutex_lock(&fs->dirty_lock);
+	if (inode->on_dirty_list && !xa_marked(&inode->map.pages, FM_DIRTY)) {
+		cds_list_del_init(&inode->dirty_node);
+		__atomic_store_n(&inode->on_dirty_list, false, __ATOMIC_RELAXED);
+	} else if (inode->on_dirty_list) {
+		/* Still dirty (a writer, or an error): to the back. */
+		cds_list_del(&inode->dirty_node);
+		cds_list_add_tail(&inode->dirty_node, &fs->dirty_list);
+		inode->dirtied_ns = fs_now_ns();
+	}
+	pthread_mutex_unlock(&fs->dirty_lock);
+}
+
+static int writeback_some(struct foliofs *fs, bool all, bool sync)
+{
+	struct fs_inode *batch[64];
+	unsigned int n, i, rounds = 0;
+	int ret = 0, err;
+
+	do {
+		n = grab_dirty(fs, batch, ARRAY_SIZE(batch), all);
+		for (i = 0; i < n; i++) {
+			err = fs_writeback_inode(batch[i], sync);
+			if (err && !ret)
+				ret = err;
+			drop_from_dirty(fs, batch[i]);
+			fs_inode_put(fs, batch[i], 0, true);
+		}
+		pthread_mutex_lock(&fs->dirty_lock);
+		pthread_cond_broadcast(&fs->throttle_wait);
+		pthread_mutex_unlock(&fs->dirty_lock);
+	} while (n == ARRAY_SIZE(batch) && ++rounds < 1024);
+	return ret;
+}
+
+int fs_writeback_all(struct foliofs *fs, bool sync)
+{
+	return writeback_some(fs, true, sync);
+}
+
+static void *flusher_main(void *arg)
+{
+	struct foliofs *fs = arg;
+	int64_t tick_ms = fs->opts.dirty_expire_ms / 4;
+
+	if (tick_ms > (int64_t)fs->opts.commit_ms / 2)
+		tick_ms = fs->opts.commit_ms / 2;
+	if (tick_ms < 10)
+		tick_ms = 10;
+	foliofs_thread_init();
+	for (;;) {
+		struct timespec ts;
+		bool over, kicked;
+
+		pthread_mutex_lock(&fs->dirty_lock);
+		if (!fs->stopping && !fs->kick &&
+		    fs_dirty_bytes() <= fs->opts.dirty_background_bytes) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (tick_ms % 1000) * 1000000L;
+			ts.tv_sec += tick_ms / 1000 + ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&fs->flusher_wake, &fs->dirty_lock,
+					       &ts);
+		}
+		kicked = fs->kick;
+		fs->kick = false;
+		if (fs->stopping) {
+			pthread_mutex_unlock(&fs->dirty_lock);
+			break;
+		}
+		pthread_mutex_unlock(&fs->dirty_lock);
+
+		over = fs_dirty_bytes() > fs->opts.dirty_background_bytes;
+		writeback_some(fs, over || kicked, false);
+		if (fs_now_ns() - fs->last_commit_ns >=
+		    (int64_t)fs->opts.commit_ms * 1000000LL || over || kicked)
+			fs_commit(fs, UINT64_MAX);
+		cache_balance(&fs->cache);
+	}
+	foliofs_thread_exit();
+	return NULL;
+}
+
+int fs_flusher_start(struct foliofs *fs)
+{
+	int ret = pthread_create(&fs->flusher, NULL, flusher_main, fs);
+
+	if (ret)
+		return -ret;
+	fs->flusher_running = true;
+	return 0;
+}
+
+void fs_flusher_stop(struct foliofs *fs)
+{
+	if (!fs->flusher_running)
+		return;
+	pthread_mutex_lock(&fs->dirty_lock);
+	fs->stopping = true;
+	pthread_cond_broadcast(&fs->flusher_wake);
+	pthread_mutex_unlock(&fs->dirty_lock);
+	pthread_join(fs->flusher, NULL);
+	fs->flusher_running = false;
+}
+
+void fs_balance_dirty(struct foliofs *fs)
+{
+	int64_t deadline;
+
+	if (fs_dirty_bytes() <= fs->opts.dirty_bytes)
+		return;
+	__atomic_add_fetch(&fs->st_throttled, 1, __ATOMIC_RELAXED);
+	deadline = fs_now_ns() + 10000000000LL;
+	pthread_mutex_lock(&fs->dirty_lock);
+	while (fs_dirty_bytes() > fs->opts.dirty_bytes && !fs->stopping &&
+	       fs_now_ns() < deadline) {
+		struct timespec ts;
+
+		fs->kick = true;
+		pthread_cond_signal(&fs->flusher_wake);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&fs->throttle_wait, &fs->dirty_lock, &ts);
+	}
+	pthread_mutex_unlock(&fs->dirty_lock);
+}
+
+/* ---- File I/O ------------------------------------------------------------------- */
+
+ssize_t foliofs_read(struct foliofs_file *file, void *buf, size_t len,
+		     uint64_t off)
+{
+	struct fs_inode *inode = file->inode;
+	struct file_ra_state ra;
+	ssize_t ret;
+
+	foliofs_thread_init();
+	if (S_ISDIR(inode->mode))
+		return -EISDIR;
+	if (!S_ISREG(inode->mode))
+		return -EINVAL;
+	if ((file->flags & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	if (off >= MAX_FILE_BYTES)
+		return 0;
+	/* Read-ahead state per open file; concurrent readers of one file
+	 * each work on a copy and the last one's stays. */
+	pthread_mutex_lock(&inode->attr_lock);
+	ra = file->ra;
+	pthread_mutex_unlock(&inode->attr_lock);
+	ret = filemap_read(&inode->map, &ra, (long long)off, buf, len);
+	pthread_mutex_lock(&inode->attr_lock);
+	file->ra = ra;
+	pthread_mutex_unlock(&inode->attr_lock);
+	return ret;
+}
+
+ssize_t foliofs_write(struct foliofs_file *file, const void *buf, size_t len,
+		      uint64_t off)
+{
+	struct fs_inode *inode = file->inode;
+	struct foliofs *fs = file->fs;
+	struct fs_copy_src src;
+	ssize_t ret;
+
+	foliofs_thread_init();
+	if (fs->readonly)
+		return -EROFS;
+	if (S_ISDIR(inode->mode))
+		return -EISDIR;
+	if (!S_ISREG(inode->mode))
+		return -EINVAL;
+	if ((file->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	if (!len)
+		return 0;
+	pthread_rwlock_wrlock(&inode->rwsem);
+	if (file->flags & O_APPEND)
+		off = (uint64_t)filemap_size(&inode->map);
+	if (off >= MAX_FILE_BYTES) {
+		ret = -EFBIG;
+		goto out;
+	}
+	if (len > MAX_FILE_BYTES - off)
+		len = MAX_FILE_BYTES - off;
+	fs_copy_src_init(&src, buf);
+	ret = filemap_write(&inode->map, (long long)off, &src, len);
+	if (ret > 0) {
+		pthread_mutex_lock(&inode->attr_lock);
+		inode->mtime_ns = inode->ctime_ns = fs_now_ns();
+		inode->attr_dirty = true;
+		pthread_mutex_unlock(&inode->attr_lock);
+	}
+out:
+	pthread_rwlock_unlock(&inode->rwsem);
+	if (ret > 0) {
+		fs_note_dirty(inode);
+		fs_balance_dirty(fs);
+	}
+	return ret;
+}
+
+int foliofs_fsync(struct foliofs_file *file, int datasync)
+{
+	struct fs_inode *inode = file->inode;
+	struct foliofs *fs = file->fs;
+	uint32_t seq;
+	int ret, err;
+
+	foliofs_thread_init();
+	if (fs->readonly)
+		return 0;
+	ret = fs_writeback_inode(inode, true);
+	if (!ret && !xa_marked(&inode->map.pages, FM_DIRTY))
+		drop_from_dirty(fs, inode);
+	err = fs_commit(fs, fs_tx_gen(fs));
+	seq = __atomic_load_n(&inode->wb_err_seq, __ATOMIC_ACQUIRE);
+	/* Every writeback failure bumps the sequence, so a failure of this
+	 * call's writeback is reported here; one already reported to this
+	 * file is not reported again (the data stays dirty for the retry). */
+	(void)ret;
+	if (seq != file->wb_err_seen) {
+		int e;
+
+		file->wb_err_seen = seq;
+		pthread_mutex_lock(&inode->attr_lock);
+		e = inode->wb_err;
+		pthread_mutex_unlock(&inode->attr_lock);
+		return e ? e : -EIO;
+	}
+	return err;
+}
+
+/* Map unmapped blocks of [@lblk, @end) as unwritten extents. */
+static int prealloc(struct fs_inode *inode, uint64_t lblk, uint64_t end)
+{
+	struct foliofs *fs = inode->fs;
+	uint64_t goal = 0;
+	int ret = 0;
+
+	while (lblk < end) {
+		uint64_t n = 0, start, i;
+		long got;
+		void *e = xa_load(&inode->extents, lblk);
+
+		if (e) {
+			goal = ext_pblk(e) + 1;
+			lblk++;
+			continue;
+		}
+		while (lblk + n < end && !xa_load(&inode->extents, lblk + n) &&
+		       n < (1U << 20))
+			n++;
+		got = space_alloc(fs->space, goal, 1, n, &start);
+		if (got < 0)
+			return (int)got;
+		pthread_rwlock_rdlock(&fs->ns_lock);
+		pthread_mutex_lock(&fs->tx_lock);
+		for (i = 0; i < (uint64_t)got; i++)
+			xa_store(&inode->extents, lblk + i,
+				 ext_mk(start + i, EXT_UNWRITTEN));
+		ret = tx_extent(fs, inode->ino, lblk, start, (uint64_t)got, true);
+		pthread_mutex_unlock(&fs->tx_lock);
+		pthread_rwlock_unlock(&fs->ns_lock);
+		pthread_mutex_lock(&inode->attr_lock);
+		inode->nr_mapped += (uint64_t)got;
+		pthread_mutex_unlock(&inode->attr_lock);
+		if (ret)
+			return ret;
+		goal = start + (uint64_t)got;
+		lblk += (uint64_t)got;
+	}
+	return 0;
+}
+
+int foliofs_fallocate(struct foliofs_file *file, int mode, uint64_t off,
+		      uint64_t len)
+{
+	struct fs_inode *inode = file->inode;
+	struct foliofs *fs = file->fs;
+	uint64_t end = off + len, size;
+	unsigned int bits = fs->blkbits;
+	int ret = 0;
+
+	foliofs_thread_init();
+	if (fs->readonly)
+		return -EROFS;
+	if (!S_ISREG(inode->mode))
+		return S_ISDIR(inode->mode) ? -EISDIR : -ENODEV;
+	if ((file->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	if (!len || end < off)
+		return -EINVAL;
+	if (end > MAX_FILE_BYTES)
+		return -EFBIG;
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE |
+		     FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+
+	pthread_rwlock_wrlock(&inode->rwsem);
+	size = (uint64_t)filemap_size(&inode->map);
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		uint64_t pend = end < size ? end : size;
+
+		if (off < pend) {
+			pthread_mutex_lock(&inode->wb_lock);
+			ret = filemap_punch(&inode->map, (long long)off,
+					    (long long)pend);
+			pthread_mutex_unlock(&inode->wb_lock);
+		}
+		if (ret || (mode & FALLOC_FL_PUNCH_HOLE))
+			goto done;
+	}
+	/* Allocation: write back first, so no block in the range is
+	 * reserved for delalloc while we map it. */
+	ret = fs_writeback_inode(inode, false);
+	if (ret)
+		goto done;
+	pthread_mutex_lock(&inode->wb_lock);
+	ret = prealloc(inode, off >> bits, (end + (1U << bits) - 1) >> bits);
+	pthread_mutex_unlock(&inode->wb_lock);
+	if (!ret && !(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+		ret = filemap_truncate(&inode->map, (long long)end);
+		if (!ret) {
+			pthread_rwlock_rdlock(&fs->ns_lock);
+			pthread_mutex_lock(&fs->tx_lock);
+			pthread_mutex_lock(&inode->attr_lock);
+			if (inode->disksize == size)
+				inode->disksize = end;
+			ret = tx_inode(fs, inode);
+			pthread_mutex_unlock(&inode->attr_lock);
+			pthread_mutex_unlock(&fs->tx_lock);
+			pthread_rwlock_unlock(&fs->ns_lock);
+		}
+	}
+done:
+	if (!ret) {
+		pthread_mutex_lock(&inode->attr_lock);
+		inode->mtime_ns = inode->ctime_ns = fs_now_ns();
+		inode->attr_dirty = true;
+		pthread_mutex_unlock(&inode->attr_lock);
+		fs_note_dirty(inode);
+	}
+	pthread_rwlock_unlock(&inode->rwsem);
+	return ret;
+}
+
+/* Does block @lblk hold data: written on disk, or dirty in the cache? */
+static bool block_has_data(struct fs_inode *inode, uint64_t lblk)
+{
+	void *e = xa_load(&inode->extents, lblk);
+	struct folio *folio;
+	bool ret;
+
+	if (e && !(ext_flags(e) & (EXT_UNWRITTEN | EXT_NEW)))
+		return true;
+	folio = filemap_get_folio(&inode->map, lblk);
+	if (!folio)
+		return false;
+	ret = blkstate_test_dirty(folio, (size_t)(lblk - folio->index) << 12,
+				  4096);
+	folio_put(folio);
+	return ret;
+}
+
+int64_t foliofs_lseek(struct foliofs_file *file, uint64_t off, int whence)
+{
+	struct fs_inode *inode = file->inode;
+	uint64_t size, lblk, end;
+	unsigned int bits = file->fs->blkbits;
+
+	foliofs_thread_init();
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return -EINVAL;
+	if (!S_ISREG(inode->mode))
+		return -EINVAL;
+	pthread_rwlock_rdlock(&inode->rwsem);
+	size = (uint64_t)filemap_size(&inode->map);
+	if (off >= size) {
+		pthread_rwlock_unlock(&inode->rwsem);
+		return -ENXIO;
+	}
+	end = (size + (1U << bits) - 1) >> bits;
+	lblk = off >> bits;
+	if (whence == SEEK_DATA) {
+		while (lblk < end) {
+			unsigned long e = lblk, d = lblk;
+			void *ent;
+
+			if (block_has_data(inode, lblk))
+				break;
+			/* Jump to the next mapped or cached block. */
+			ent = xa_find_after(&inode->extents, &e, end, XA_PRESENT);
+			if (!ent)
+				e = end;
+			if (!xa_find_after(&inode->map.pages, &d, end, FM_DIRTY))
+				d = end;
+			/* Inside a dirty large folio: its next block. */
+			if (xa_get_mark(&inode->map.pages, lblk, FM_DIRTY))
+				d = lblk + 1;
+			lblk = e < d ? e : d;
+		}
+		pthread_rwlock_unlock(&inode->rwsem);
+		if (lblk >= end)
+			return -ENXIO;
+		return (int64_t)((lblk << bits) > off ? lblk << bits : off);
+	}
+	while (lblk < end && block_has_data(inode, lblk))
+		lblk++;
+	pthread_rwlock_unlock(&inode->rwsem);
+	if ((lblk << bits) >= size)
+		return (int64_t)size;
+	return (int64_t)((lblk << bits) > off ? lblk << bits : off);
+}
+
+ssize_t foliofs_copy_range(struct foliofs_file *in, uint64_t off_in,
+			   struct foliofs_file *out, uint64_t off_out,
+			   size_t len)
+{
+	size_t chunk = 1U << 20, done = 0;
+	char *buf;
+
+	foliofs_thread_init();
+	if (!S_ISREG(in->inode->mode) || !S_ISREG(out->inode->mode))
+		return S_ISDIR(in->inode->mode) || S_ISDIR(out->inode->mode) ?
+		       -EISDIR : -EINVAL;
+	buf = malloc(chunk);
+	if (!buf)
+		return -ENOMEM;
+	while (done < len) {
+		size_t want = len - done < chunk ? len - done : chunk;
+		ssize_t r = foliofs_read(in, buf, want, off_in + done), w;
+
+		if (r <= 0) {
+			if (r < 0 && !done)
+				done = (size_t)r;
+			break;
+		}
+		w = foliofs_write(out, buf, (size_t)r, off_out + done);
+		if (w < 0) {
+			if (!done)
+				done = (size_t)w;
+			break;
+		}
+		done += (size_t)w;
+		if (w < r)
+			break;
+	}
+	free(buf);
+	return (ssize_t)done;
+}
