@@ -622,9 +622,19 @@ void fs_flusher_stop(struct foliofs *fs)
 
 void fs_balance_dirty(struct foliofs *fs)
 {
+	uint64_t dirty = fs_dirty_bytes();
 	int64_t deadline;
 
-	if (fs_dirty_bytes() <= fs->opts.dirty_bytes)
+	/* Past the background threshold, the flusher writes while writers
+	 * go on copying: wake it once, not on every write. */
+	if (dirty > fs->opts.dirty_background_bytes &&
+	    !__atomic_load_n(&fs->kick, __ATOMIC_RELAXED)) {
+		pthread_mutex_lock(&fs->dirty_lock);
+		fs->kick = true;
+		pthread_cond_signal(&fs->flusher_wake);
+		pthread_mutex_unlock(&fs->dirty_lock);
+	}
+	if (dirty <= fs->opts.dirty_bytes)
 		return;
 	__atomic_add_fetch(&fs->st_throttled, 1, __ATOMIC_RELAXED);
 	deadline = fs_now_ns() + 10000000000LL;

@@ -869,6 +869,16 @@ ssize_t filemap_write(struct filemap *map, long long pos,
 			}
 		} else {
 			pages = ((cur + (len - done) - 1) >> PAGE_SHIFT) - index + 1;
+			/*
+			 * Appending: the next writes will most likely fill
+			 * the rest, so take the largest aligned folio (one
+			 * huge page, one extent, one I/O) rather than one
+			 * sized to this write.
+			 */
+			if (map->append_large &&
+			    (long long)cur >= filemap_size(map) &&
+			    pages < (1UL << map->max_order))
+				pages = 1UL << map->max_order;
 			folio = create_write_folio(map, index, pages, &err);
 			if (!folio) {
 				if (err == -EEXIST) {

@@ -117,6 +117,12 @@ struct filemap {
 	unsigned long		nr_reserved;
 	/* Largest folio order this file may use. */
 	unsigned int		max_order;
+	/*
+	 * A write at or past the end of file caches into the largest aligned
+	 * folio (max_order), not one sized to the write: appends then fill
+	 * huge pages and write back as one extent per folio. Off by default.
+	 */
+	bool			append_large;
 };
 
 /*

@@ -199,6 +199,7 @@ struct fs_inode *fs_inode_new(struct foliofs *fs, uint64_t ino, uint32_t mode)
 	pthread_mutex_init(&inode->wb_lock, NULL);
 	xa_init(&inode->extents);
 	filemap_init(&inode->map, &fs->cache, &fs_filemap_ops, inode);
+	inode->map.append_large = true;
 	CDS_INIT_LIST_HEAD(&inode->dirty_node);
 	if (S_ISDIR(mode)) {
 		inode->dir = dir_new();
@@ -391,7 +392,38 @@ static uint64_t pick_log_blocks(uint64_t total, uint64_t log_bytes,
 	return DIV_ROUND_UP(bytes, bs);
 }
 
+static int mkfs_store(struct backing *store, const char *path,
+		      const struct foliofs_mkfs_opts *opts);
+
 int foliofs_mkfs(const char *path, const struct foliofs_mkfs_opts *opts)
+{
+	struct backing *store;
+	int ret;
+
+	enter();
+	errmsg[0] = '\0';
+	ret = backing_open(path, BACKING_CREATE, &store);
+	if (ret == -EINVAL)
+		ret = backing_open(path, BACKING_CREATE | BACKING_NO_DIRECT,
+				   &store);
+	if (ret) {
+		fs_set_errmsg("cannot open %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = mkfs_store(store, path, opts);
+	backing_close(store);
+	return ret;
+}
+
+int fs_mkfs_backing(struct backing *store, const struct foliofs_mkfs_opts *opts)
+{
+	enter();
+	errmsg[0] = '\0';
+	return mkfs_store(store, "(store)", opts);
+}
+
+static int mkfs_store(struct backing *store, const char *path,
+		      const struct foliofs_mkfs_opts *opts)
 {
 	struct foliofs_mkfs_opts o = opts ? *opts : (struct foliofs_mkfs_opts){ 0 };
 	struct foliofs fs = { 0 };
@@ -400,8 +432,7 @@ int foliofs_mkfs(const char *path, const struct foliofs_mkfs_opts *opts)
 	unsigned int bs;
 	int ret;
 
-	enter();
-	errmsg[0] = '\0';
+	fs.store = store;
 	bs = o.block_size ? o.block_size : 4096;
 	if (bs != 4096) {
 		fs_set_errmsg("block size %u is not supported (only 4096)", bs);
@@ -410,14 +441,6 @@ int foliofs_mkfs(const char *path, const struct foliofs_mkfs_opts *opts)
 	if (o.label && strlen(o.label) > FOLIOFS_SB_LABEL_LEN) {
 		fs_set_errmsg("label longer than %d bytes", FOLIOFS_SB_LABEL_LEN);
 		return -EINVAL;
-	}
-	ret = backing_open(path, BACKING_CREATE, &fs.store);
-	if (ret == -EINVAL)
-		ret = backing_open(path, BACKING_CREATE | BACKING_NO_DIRECT,
-				   &fs.store);
-	if (ret) {
-		fs_set_errmsg("cannot open %s: %s", path, strerror(-ret));
-		return ret;
 	}
 	if (!o.force && !super_read(fs.store, &old, NULL, 0)) {
 		fs_set_errmsg("%s already holds a foliofs volume", path);
@@ -468,7 +491,6 @@ int foliofs_mkfs(const char *path, const struct foliofs_mkfs_opts *opts)
 			      strerror(-ret));
 	journal_close(fs.journal);
 out:
-	backing_close(fs.store);
 	return ret;
 }
 
@@ -604,8 +626,11 @@ static void default_opts(struct foliofs_mount_opts *o)
 		o->cache_bytes = cache_default_limit();
 	if (!o->dirty_bytes)
 		o->dirty_bytes = o->cache_bytes / 5;
+	/* Streaming writes should reach the disk while the writer is still
+	 * copying, not all at its fsync: start early. */
 	if (!o->dirty_background_bytes)
-		o->dirty_background_bytes = o->dirty_bytes / 2;
+		o->dirty_background_bytes = o->dirty_bytes / 2 < (32ULL << 20) ?
+					    o->dirty_bytes / 2 : 32ULL << 20;
 	if (!o->dirty_expire_ms)
 		o->dirty_expire_ms = 3000;
 	if (!o->commit_ms)
@@ -623,19 +648,12 @@ static int mount_fail(struct foliofs *fs, int ret, const char *image,
 	return ret;
 }
 
-int foliofs_mount(const char *image, const struct foliofs_mount_opts *opts,
-		  struct foliofs **out)
+static struct foliofs *fs_alloc(const struct foliofs_mount_opts *opts)
 {
-	struct foliofs *fs;
-	char msg[512] = "";
-	unsigned int flags;
-	int ret;
+	struct foliofs *fs = calloc(1, sizeof(*fs));
 
-	enter();
-	errmsg[0] = '\0';
-	fs = calloc(1, sizeof(*fs));
 	if (!fs)
-		return -ENOMEM;
+		return NULL;
 	fs->lock_fd = -1;
 	if (opts)
 		fs->opts = *opts;
@@ -654,7 +672,24 @@ int foliofs_mount(const char *image, const struct foliofs_mount_opts *opts,
 	CDS_INIT_LIST_HEAD(&fs->dirty_list);
 	fs->next_ino = FOLIOFS_ROOT_INO + 1;
 	fs->next_gen = 1;
+	return fs;
+}
 
+static int mount_store(struct foliofs *fs, const char *image,
+		       struct foliofs **out);
+
+int foliofs_mount(const char *image, const struct foliofs_mount_opts *opts,
+		  struct foliofs **out)
+{
+	struct foliofs *fs;
+	unsigned int flags;
+	int ret;
+
+	enter();
+	errmsg[0] = '\0';
+	fs = fs_alloc(opts);
+	if (!fs)
+		return -ENOMEM;
 	fs->lock_fd = open(image, fs->readonly ? O_RDONLY : O_RDWR);
 	if (fs->lock_fd < 0)
 		return mount_fail(fs, -errno, image, "cannot open");
@@ -675,6 +710,31 @@ int foliofs_mount(const char *image, const struct foliofs_mount_opts *opts,
 	}
 	if (ret)
 		return mount_fail(fs, ret, image, "cannot open");
+	return mount_store(fs, image, out);
+}
+
+int fs_mount_backing(struct backing *store, const char *name,
+		     const struct foliofs_mount_opts *opts, struct foliofs **out)
+{
+	struct foliofs *fs;
+
+	enter();
+	errmsg[0] = '\0';
+	fs = fs_alloc(opts);
+	if (!fs) {
+		backing_close(store);
+		return -ENOMEM;
+	}
+	fs->store = store;
+	return mount_store(fs, name, out);
+}
+
+static int mount_store(struct foliofs *fs, const char *image,
+		       struct foliofs **out)
+{
+	char msg[512] = "";
+	int ret;
+
 	ret = super_read(fs->store, &fs->sb, msg, sizeof(msg));
 	if (ret) {
 		if (ret == -EUCLEAN)

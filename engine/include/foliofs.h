@@ -128,7 +128,7 @@ FOLIOFS_API int foliofs_mkfs(const char *path,
  * @dirty_bytes:	writers are throttled above this many dirty bytes;
  *			default 20% of the cache.
  * @dirty_background_bytes: the flusher starts writing above this; default
- *			half of @dirty_bytes.
+ *			half of @dirty_bytes, at most 32 MiB.
  * @dirty_expire_ms:	dirty data older than this is written; default 3000.
  * @commit_ms:		metadata is committed at least this often; 5000.
  * @readonly:		mount read-only: nothing is ever written.

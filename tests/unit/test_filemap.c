@@ -1228,6 +1228,41 @@ static void test_delalloc_enospc(void **state)
 	scratch_free(back);
 }
 
+/*
+ * append_large: a small write at the end of file caches into one folio of
+ * max_order, reserving only the blocks written; a write inside the file
+ * keeps the folio sized to the write.
+ */
+static void test_append_large_folio(void **state)
+{
+	struct env *e = *state;
+	char data[2 * PAGE_SIZE], back[2 * PAGE_SIZE];
+
+	memset(data, 0x5c, sizeof(data));
+	e->map.append_large = true;
+	assert_int_equal(wr(e, 0, data, PAGE_SIZE), PAGE_SIZE);
+	assert_int_equal(xa_get_order(&e->map.pages, 0), e->map.max_order);
+	assert_int_equal(nr_reserved(e), 1);
+	assert_int_equal(filemap_size(&e->map), PAGE_SIZE);
+	/* The next append lands in the same folio. */
+	assert_int_equal(wr(e, PAGE_SIZE, data, PAGE_SIZE), PAGE_SIZE);
+	{
+		struct folio *a = get_ref(e, 0), *b = get_ref(e, 1);
+
+		assert_ptr_equal(a, b);
+		put_ref(e, a);
+		put_ref(e, b);
+	}
+	assert_int_equal(nr_reserved(e), 2);
+	assert_int_equal(rd(e, 0, back, sizeof(back)), sizeof(back));
+	assert_memory_equal(back, data, sizeof(back));
+	/* Past the large folio, inside the size after a truncate up: an
+	 * overwrite-sized folio. */
+	assert_int_equal(filemap_truncate(&e->map, 8 << 20), 0);
+	assert_int_equal(wr(e, 4 << 20, data, PAGE_SIZE), PAGE_SIZE);
+	assert_int_equal(xa_get_order(&e->map.pages, (4 << 20) >> PAGE_SHIFT), 0);
+}
+
 static void test_delalloc_truncate_punch_release_exactly(void **state)
 {
 	struct env *e = *state;
@@ -2124,6 +2159,7 @@ int main(int argc, char **argv)
 		T(test_delalloc_reserves_once, setup_hole),
 		T(test_delalloc_enospc, setup_hole),
 		T(test_delalloc_truncate_punch_release_exactly, setup_hole),
+		T(test_append_large_folio, setup_hole),
 		T(test_delalloc_writeback_zeroes_reservations, setup_hole),
 		T(test_destroy_releases_reservations, setup_hole),
 		T(test_split_every_order, setup_hole),
