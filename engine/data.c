@@ -982,3 +982,115 @@ ssize_t foliofs_copy_range(struct foliofs_file *in, uint64_t off_in,
 	free(buf);
 	return (ssize_t)done;
 }
+
+/* ---- Pins ------------------------------------------------------------------------ */
+
+struct foliofs_pin {
+	struct foliofs_file	*file;
+	bool			write;
+	unsigned int		nseg;
+	struct filemap_pin_seg	segs[];
+};
+
+static ssize_t pin_common(struct foliofs_file *file, uint64_t off, size_t len,
+			  struct iovec *iov, unsigned int max_iov,
+			  unsigned int *niov, struct foliofs_pin **out,
+			  bool write)
+{
+	struct fs_inode *inode = file->inode;
+	struct foliofs_pin *pin;
+	struct file_ra_state ra;
+	unsigned int i;
+	ssize_t ret;
+
+	foliofs_thread_init();
+	*out = NULL;
+	*niov = 0;
+	if (!S_ISREG(inode->mode))
+		return S_ISDIR(inode->mode) ? -EISDIR : -EINVAL;
+	if (write && file->fs->readonly)
+		return -EROFS;
+	if ((file->flags & O_ACCMODE) == (write ? O_RDONLY : O_WRONLY))
+		return -EBADF;
+	if (!max_iov)
+		return -EINVAL;
+	if (off >= MAX_FILE_BYTES)
+		return write ? -EFBIG : 0;
+	if (len > MAX_FILE_BYTES - off)
+		len = MAX_FILE_BYTES - off;
+	pin = malloc(sizeof(*pin) + max_iov * sizeof(pin->segs[0]));
+	if (!pin)
+		return -ENOMEM;
+	pin->file = file;
+	pin->write = write;
+	if (write) {
+		pthread_rwlock_rdlock(&inode->rwsem);
+		ret = filemap_pin_write(&inode->map, (long long)off, len,
+					pin->segs, max_iov, &pin->nseg);
+		pthread_rwlock_unlock(&inode->rwsem);
+	} else {
+		pthread_mutex_lock(&inode->attr_lock);
+		ra = file->ra;
+		pthread_mutex_unlock(&inode->attr_lock);
+		ret = filemap_pin_read(&inode->map, &ra, (long long)off, len,
+				       pin->segs, max_iov, &pin->nseg);
+		pthread_mutex_lock(&inode->attr_lock);
+		file->ra = ra;
+		pthread_mutex_unlock(&inode->attr_lock);
+	}
+	if (ret <= 0) {
+		free(pin);
+		return ret;
+	}
+	for (i = 0; i < pin->nseg; i++) {
+		iov[i].iov_base = (char *)folio_address(pin->segs[i].folio) +
+				  pin->segs[i].off;
+		iov[i].iov_len = pin->segs[i].len;
+	}
+	*niov = pin->nseg;
+	*out = pin;
+	return ret;
+}
+
+ssize_t foliofs_pin_read(struct foliofs_file *file, uint64_t off, size_t len,
+			 struct iovec *iov, unsigned int max_iov,
+			 unsigned int *niov, struct foliofs_pin **pin)
+{
+	return pin_common(file, off, len, iov, max_iov, niov, pin, false);
+}
+
+ssize_t foliofs_pin_write(struct foliofs_file *file, uint64_t off, size_t len,
+			  struct iovec *iov, unsigned int max_iov,
+			  unsigned int *niov, struct foliofs_pin **pin)
+{
+	return pin_common(file, off, len, iov, max_iov, niov, pin, true);
+}
+
+void foliofs_unpin(struct foliofs_pin *pin, unsigned int flags)
+{
+	struct fs_inode *inode;
+	struct foliofs *fs;
+	bool dirty;
+
+	if (!pin)
+		return;
+	foliofs_thread_init();
+	inode = pin->file->inode;
+	fs = pin->file->fs;
+	dirty = pin->write && (flags & FOLIOFS_UNPIN_DIRTY);
+	if (pin->write)
+		pthread_rwlock_wrlock(&inode->rwsem);
+	filemap_unpin(&inode->map, pin->segs, pin->nseg, dirty);
+	if (pin->write)
+		pthread_rwlock_unlock(&inode->rwsem);
+	if (dirty) {
+		pthread_mutex_lock(&inode->attr_lock);
+		inode->mtime_ns = inode->ctime_ns = fs_now_ns();
+		inode->attr_dirty = true;
+		pthread_mutex_unlock(&inode->attr_lock);
+		fs_note_dirty(inode);
+	}
+	free(pin);
+	if (dirty)
+		fs_balance_dirty(fs);
+}

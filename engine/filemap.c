@@ -257,11 +257,18 @@ void filemap_dirty_range(struct folio *folio, size_t from, size_t len)
 void filemap_clean_folio(struct folio *folio)
 {
 	struct filemap *map = folio_mapping(folio);
+	size_t off, len;
 	unsigned int n;
 
 	FOLIO_BUG_ON(!folio_test_locked(folio), folio);
-	/* The reservations became extents: nothing goes back to the store. */
-	n = blkstate_clear_reserved(folio, 0, folio_size(folio));
+	/*
+	 * The reservations of the written (dirty) blocks became extents:
+	 * nothing goes back to the store. Reserved blocks that are not dirty
+	 * belong to a write pin still held (law 8): they keep theirs.
+	 */
+	n = 0;
+	for (off = 0; blkstate_next_dirty(folio, &off, &len); off += len)
+		n += blkstate_clear_reserved(folio, off, len);
 	if (n && map)
 		__atomic_sub_fetch(&map->nr_reserved, n, __ATOMIC_RELAXED);
 	blkstate_clear_dirty(folio, 0, folio_size(folio));
@@ -605,8 +612,31 @@ static void put_batch(struct folio **batch, unsigned int from, unsigned int nr)
 		folio_put(batch[from++]);
 }
 
+struct copy_actor {
+	char	*buf;
+	size_t	done;
+};
+
+static size_t copy_to_buf(void *arg, struct folio *folio, size_t off, size_t n)
+{
+	struct copy_actor *c = arg;
+
+	memcpy(c->buf + c->done, (char *)folio_address(folio) + off, n);
+	c->done += n;
+	return n;
+}
+
 ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 		     long long pos, void *buf, size_t len)
+{
+	struct copy_actor c = { buf, 0 };
+
+	return filemap_read_actor(map, ra, pos, len, copy_to_buf, &c);
+}
+
+ssize_t filemap_read_actor(struct filemap *map, struct file_ra_state *ra,
+			   long long pos, size_t len, filemap_actor_t actor,
+			   void *arg)
 {
 	struct folio *batch[READ_BATCH];
 	unsigned int nr = 0, i = 0;
@@ -627,7 +657,7 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 		unsigned long index = cur >> PAGE_SHIFT;
 		unsigned long last = (pos + len - 1) >> PAGE_SHIFT;
 		struct folio *folio;
-		size_t off, n;
+		size_t off, n, taken;
 
 		if (i == nr) {
 			unsigned long want = last - index + 1;
@@ -704,7 +734,7 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 		} else {
 			fs_counter_inc(&map_stats(map)->hits);
 		}
-		memcpy((char *)buf + done, (char *)folio_address(folio) + off, n);
+		taken = actor(arg, folio, off, n);
 		/*
 		 * A reader that takes a large folio in small reads uses it
 		 * once, not once per read: only the first read of a run that
@@ -714,7 +744,9 @@ ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 		if (!ra || done || !folio_contains(folio, prev - 1) || !prev)
 			folio_mark_accessed(folio);
 		folio_put(folio);
-		done += n;
+		done += taken;
+		if (taken < n)
+			break;
 	}
 	put_batch(batch, i, nr);
 	if (ra)
@@ -934,6 +966,136 @@ out_unlock:
 	invalidate_unlock(map);
 	cache_balance(map->cache);
 	return done ? (ssize_t)done : err;
+}
+
+/* ---- Pins (zero-copy) ------------------------------------------------------ */
+
+struct pin_actor {
+	struct filemap_pin_seg	*segs;
+	unsigned int		max;
+	unsigned int		nr;
+};
+
+static size_t pin_piece(void *arg, struct folio *folio, size_t off, size_t n)
+{
+	struct pin_actor *p = arg;
+
+	if (p->nr == p->max)
+		return 0;
+	folio_pin(folio);
+	p->segs[p->nr++] = (struct filemap_pin_seg){ folio, off, n };
+	return n;
+}
+
+ssize_t filemap_pin_read(struct filemap *map, struct file_ra_state *ra,
+			 long long pos, size_t len, struct filemap_pin_seg *segs,
+			 unsigned int max, unsigned int *nseg)
+{
+	struct pin_actor p = { segs, max, 0 };
+	ssize_t ret = filemap_read_actor(map, ra, pos, len, pin_piece, &p);
+
+	*nseg = p.nr;
+	if (ret < 0)
+		filemap_unpin(map, segs, p.nr, false);
+	return ret;
+}
+
+ssize_t filemap_pin_write(struct filemap *map, long long pos, size_t len,
+			  struct filemap_pin_seg *segs, unsigned int max,
+			  unsigned int *nseg)
+{
+	size_t done = 0;
+	unsigned int nr = 0;
+	int err = 0;
+
+	*nseg = 0;
+	if (pos < 0)
+		return -EINVAL;
+	invalidate_lock_shared(map);
+	while (done < len && nr < max) {
+		unsigned long long cur = pos + done;
+		unsigned long index = cur >> PAGE_SHIFT;
+		struct folio *folio = filemap_get_folio(map, index);
+		size_t off, n;
+
+		if (folio) {
+			folio_lock(folio);
+			if (folio_mapping(folio) != map) {
+				folio_unlock(folio);
+				folio_put(folio);
+				continue;
+			}
+		} else {
+			unsigned long pages = ((cur + (len - done) - 1) >>
+					       PAGE_SHIFT) - index + 1;
+
+			folio = create_write_folio(map, index, pages, &err);
+			if (!folio) {
+				if (err == -EEXIST) {
+					err = 0;
+					continue;
+				}
+				break;
+			}
+		}
+		off = cur - folio_pos(folio);
+		n = folio_size(folio) - off;
+		if (n > len - done)
+			n = len - done;
+		err = blkstate_attach(folio);
+		/* Every block the holder may write holds what it held: the
+		 * holder may write any part of the range (law 6). */
+		if (!err)
+			err = fill_range(map, folio, off, n);
+		if (!err)
+			err = reserve_range(map, folio, off, n);
+		if (!err) {
+			/* Under the lock, so the blkstate stays (law 8). */
+			folio_pin(folio);
+			segs[nr++] = (struct filemap_pin_seg){ folio, off, n };
+			done += n;
+		}
+		folio_unlock(folio);
+		folio_put(folio);
+		if (err)
+			break;
+	}
+	invalidate_unlock(map);
+	*nseg = nr;
+	return done ? (ssize_t)done : err;
+}
+
+void filemap_unpin(struct filemap *map, struct filemap_pin_seg *segs,
+		   unsigned int nseg, bool dirty)
+{
+	unsigned int i;
+
+	for (i = 0; i < nseg; i++) {
+		struct folio *folio = segs[i].folio;
+
+		folio_lock(folio);
+		/* Truncated meanwhile: what was written there is gone, and so
+		 * are the reservations (filemap_delete_folio gave them back). */
+		if (folio_mapping(folio) == map) {
+			if (dirty) {
+				unsigned long long end = folio_pos(folio) +
+					segs[i].off + segs[i].len;
+
+				/* Law 9 for the marks: the data is already
+				 * in; only the state waits for the I/O. */
+				folio_wait_writeback(folio);
+				filemap_dirty_range(folio, segs[i].off,
+						    segs[i].len);
+				if ((long long)end > filemap_size(map))
+					filemap_set_size(map, (long long)end);
+			} else {
+				unreserve_clean(map, folio, segs[i].off,
+						segs[i].len);
+			}
+		}
+		folio_unlock(folio);
+		folio_unpin(folio);
+	}
 }
 
 /* ---- Truncate and punch ---------------------------------------------------- */

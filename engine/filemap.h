@@ -233,6 +233,65 @@ int filemap_split_folio(struct folio *folio, unsigned int new_order);
 ssize_t filemap_read(struct filemap *map, struct file_ra_state *ra,
 		     long long pos, void *buf, size_t len);
 
+/*
+ * A read actor: consume bytes [@off, @off + @n) of @folio (uptodate; the
+ * caller holds a reference for the duration of the call), return how many
+ * were taken; fewer than @n ends the read there.
+ */
+typedef size_t (*filemap_actor_t)(void *arg, struct folio *folio, size_t off,
+				  size_t n);
+
+/**
+ * filemap_read_actor() - filemap_read() that hands each uptodate piece to
+ * @actor instead of copying it: zero-copy readers pin the folio there.
+ * Context: may sleep.
+ * Return: bytes taken, or -errno if none.
+ */
+ssize_t filemap_read_actor(struct filemap *map, struct file_ra_state *ra,
+			   long long pos, size_t len, filemap_actor_t actor,
+			   void *arg);
+
+/* One pinned piece of a folio: bytes [@off, @off + @len) of @folio. */
+struct filemap_pin_seg {
+	struct folio	*folio;
+	size_t		off;
+	size_t		len;
+};
+
+/**
+ * filemap_pin_read() - pin the uptodate folios holding up to @len bytes at
+ * @pos (reading them in as filemap_read() would), at most @max pieces.
+ * Context: may sleep.
+ * Return: bytes pinned (0 at EOF) and *@nseg pieces, or -errno.
+ */
+ssize_t filemap_pin_read(struct filemap *map, struct file_ra_state *ra,
+			 long long pos, size_t len, struct filemap_pin_seg *segs,
+			 unsigned int max, unsigned int *nseg);
+
+/**
+ * filemap_pin_write() - prepare up to @len bytes at @pos for a holder to
+ * write into folio memory, and pin them: every block of the range is
+ * uptodate (read in or zeroed) and reserved (law 7), so -ENOSPC comes
+ * here. The range is not dirty and the size does not move until
+ * filemap_unpin(dirty = true). At most @max pieces.
+ * Context: may sleep.
+ * Return: bytes pinned and *@nseg pieces, or -errno.
+ */
+ssize_t filemap_pin_write(struct filemap *map, long long pos, size_t len,
+			  struct filemap_pin_seg *segs, unsigned int max,
+			  unsigned int *nseg);
+
+/**
+ * filemap_unpin() - drop pins taken by filemap_pin_read/write(). With
+ * @dirty the pieces become dirty (after any writeback in flight on them),
+ * even if writeback cleaned the folio meanwhile, and the size grows to
+ * cover them; without it, reservations the pin took for blocks that are
+ * still clean go back.
+ * Context: may sleep (folio locks).
+ */
+void filemap_unpin(struct filemap *map, struct filemap_pin_seg *segs,
+		   unsigned int nseg, bool dirty);
+
 /**
  * filemap_write() - copy @len bytes from @src into the cache at @pos,
  * dirtying the blocks written and reserving delalloc blocks for them.

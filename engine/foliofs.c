@@ -11,8 +11,6 @@
 #define STR_(x)	#x
 #define STR(x)	STR_(x)
 
-static __thread bool thread_registered;
-
 const char *foliofs_version(void)
 {
 	return STR(FOLIOFS_VERSION_MAJOR) "." STR(FOLIOFS_VERSION_MINOR) "."
@@ -21,17 +19,11 @@ const char *foliofs_version(void)
 
 int foliofs_thread_init(void)
 {
-	if (!thread_registered) {
-		fs_rcu_register_thread();
-		thread_registered = true;
-	}
+	fs_rcu_register_thread();
 	return 0;
 }
 
 void foliofs_thread_exit(void)
 {
-	if (thread_registered) {
-		fs_rcu_unregister_thread();
-		thread_registered = false;
-	}
+	fs_rcu_unregister_thread();
 }

@@ -5,6 +5,8 @@
  */
 #include "rcu.h"
 
+__thread bool fs_rcu_registered;
+
 #ifdef FOLIOFS_TSAN
 char fs_rcu_tsan_token;
 

@@ -46,6 +46,7 @@
 #if !defined(_LGPL_SOURCE) && !defined(FOLIOFS_TSAN)
 #define _LGPL_SOURCE
 #endif
+#include <stdbool.h>
 #include <urcu/urcu-memb.h>
 #include <urcu/call-rcu.h>
 
@@ -71,14 +72,24 @@ static inline void fs_rcu_read_unlock(void)
 	urcu_memb_read_unlock();
 }
 
+/* Whether this thread is registered (by any of the calls below). */
+extern __thread bool fs_rcu_registered;
+
+/* Register the calling thread; a registered thread is left as it is. */
 static inline void fs_rcu_register_thread(void)
 {
+	if (fs_rcu_registered)
+		return;
 	urcu_memb_register_thread();
+	fs_rcu_registered = true;
 }
 
 static inline void fs_rcu_unregister_thread(void)
 {
+	if (!fs_rcu_registered)
+		return;
 	urcu_memb_unregister_thread();
+	fs_rcu_registered = false;
 }
 
 /*

@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #ifdef __cplusplus
@@ -360,6 +361,61 @@ FOLIOFS_API ssize_t foliofs_copy_range(struct foliofs_file *in,
 				       uint64_t off_in,
 				       struct foliofs_file *out,
 				       uint64_t off_out, size_t len);
+
+/* ---- Zero-copy pins -------------------------------------------------------- */
+
+/*
+ * A pin hands out iovecs that point straight into page-cache memory: the
+ * analogue of pin_user_pages() and unpin_user_pages_dirty_lock().
+ *
+ * Rules:
+ *  - who: any thread of the embedder or a frontend (FUSE replies use read
+ *    pins). The pin is not tied to a thread: another thread may unpin it.
+ *  - how long: briefly: for one I/O (a reply, a socket send, a copy). A
+ *    pinned folio cannot be evicted or split, so long pins hold cache
+ *    memory, and a pinned range's reservations stay taken.
+ *  - reading: the bytes are uptodate when foliofs_pin_read() returns and
+ *    stay valid (but may change under a concurrent writer, as with
+ *    mmap) until the unpin.
+ *  - writing: foliofs_pin_write() makes every block of the range valid
+ *    (read in, or zeroes for holes) and reserves space for it, so a full
+ *    disk fails here with -ENOSPC and never later. The holder writes into
+ *    the iovecs, then unpins with FOLIOFS_UNPIN_DIRTY: only then is the
+ *    range dirty and the file size extended. Writeback may clean the
+ *    folio while the pin is held; the dirty unpin dirties it again, so
+ *    the data written through the pin reaches the disk at the next
+ *    writeback or fsync. fsync does not wait for pins: data written
+ *    through a pin that is still held is not covered by it.
+ *  - unpin without FOLIOFS_UNPIN_DIRTY gives back the reservations of a
+ *    write pin that were not used.
+ */
+struct foliofs_pin;
+
+#define FOLIOFS_UNPIN_DIRTY	(1U << 0)
+
+/**
+ * foliofs_pin_read() - pin up to @len bytes at @off for reading, in at most
+ * @max_iov pieces written to @iov (fewer bytes than asked when the pieces
+ * run out, or at the end of file).
+ * Return: bytes pinned (0 at end of file, with *@pin NULL), or -errno.
+ */
+FOLIOFS_API ssize_t foliofs_pin_read(struct foliofs_file *file, uint64_t off,
+				     size_t len, struct iovec *iov,
+				     unsigned int max_iov, unsigned int *niov,
+				     struct foliofs_pin **pin);
+
+/**
+ * foliofs_pin_write() - pin up to @len bytes at @off for writing (see the
+ * rules above), in at most @max_iov pieces.
+ * Return: bytes pinned, or -errno (-ENOSPC, -EBADF, -EROFS, ...).
+ */
+FOLIOFS_API ssize_t foliofs_pin_write(struct foliofs_file *file, uint64_t off,
+				      size_t len, struct iovec *iov,
+				      unsigned int max_iov, unsigned int *niov,
+				      struct foliofs_pin **pin);
+
+/* foliofs_unpin() - drop @pin (NULL is fine); @flags: FOLIOFS_UNPIN_DIRTY. */
+FOLIOFS_API void foliofs_unpin(struct foliofs_pin *pin, unsigned int flags);
 
 /* ---- Directories -------------------------------------------------------- */
 
