@@ -13,6 +13,8 @@
  *    failed commit, whose blocks may have landed anyway. A checkpoint
  *    starts the log at dirty_end, not head, so that such blocks are never
  *    taken for a transaction after it.
+ * And last_csum, the payload checksum of the transaction before head, which
+ * the next commit's blocks carry as prev_csum (the chain, ondisk.h).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -51,6 +53,7 @@ struct journal {
 	uint32_t	req_blocks;	/* fs blocks per request, at most */
 	uint64_t	head;		/* next sequence number to write */
 	uint64_t	dirty_end;	/* see the top of the file */
+	uint64_t	last_csum;	/* txn_csum of the txn before head */
 	/*
 	 * A checkpoint's superblock write failed while dirty_end != head:
 	 * either superblock may be on the medium, and no log position suits
@@ -260,6 +263,7 @@ static void build_blocks(struct journal *j, const uint8_t *payload,
 			.txn_len	= cpu_to_le64(len),
 			.txn_csum	= cpu_to_le64(csum),
 			.used		= cpu_to_le32(used),
+			.prev_csum	= cpu_to_le64(j->last_csum),
 		};
 		if (used)
 			memcpy(blk + FOLIOFS_LOG_HDR_SIZE, payload + got, used);
@@ -305,8 +309,10 @@ int journal_commit(struct journal *j, const void *payload, size_t len)
 	 */
 	if (j->head + n > j->dirty_end)
 		j->dirty_end = j->head + n;
-	if (!ret)
+	if (!ret) {
 		j->head += n;
+		j->last_csum = payload_csum(j, payload, len);
+	}
 	free(reqs);
 	return ret;
 }
@@ -514,6 +520,7 @@ struct txn_acc {
 	uint64_t	seq;		/* its first block's */
 	uint64_t	len;		/* bytes, from its blocks' headers */
 	uint64_t	csum;
+	uint64_t	prev;		/* prev_csum, from its blocks' headers */
 	uint64_t	got;		/* bytes gathered so far */
 	uint8_t		*buf;
 	size_t		cap;		/* bytes allocated at buf */
@@ -522,12 +529,14 @@ struct txn_acc {
 
 /*
  * Check log block @blk, expected at sequence @seq, against itself and the
- * transaction @t being gathered, and gather its payload. Returns NULL, or
- * why the log ends here. Every length comes from the disk and is checked
- * before it is used.
+ * transaction @t being gathered, and gather its payload. @chain: the
+ * txn_csum of the transaction replayed before, or NULL for the first after
+ * the checkpoint. Returns NULL, or why the log ends here. Every length
+ * comes from the disk and is checked before it is used.
  */
 static const char *take_block(struct journal *j, uint8_t *blk, uint64_t seq,
-			      struct txn_acc *t, bool *commit, int *err)
+			      const uint64_t *chain, struct txn_acc *t,
+			      bool *commit, int *err)
 {
 	struct foliofs_disk_logblock *h = (void *)blk;
 	uint32_t flags = le32_to_cpu(h->flags);
@@ -535,6 +544,7 @@ static const char *take_block(struct journal *j, uint8_t *blk, uint64_t seq,
 	uint64_t txn_seq = le64_to_cpu(h->txn_seq);
 	uint64_t txn_len = le64_to_cpu(h->txn_len);
 	uint64_t txn_csum = le64_to_cpu(h->txn_csum);
+	uint64_t prev = le64_to_cpu(h->prev_csum);
 	uint64_t got;
 
 	if (le32_to_cpu(h->magic) != FOLIOFS_LOG_MAGIC)
@@ -544,19 +554,20 @@ static const char *take_block(struct journal *j, uint8_t *blk, uint64_t seq,
 		return "bad checksum";
 	if (le64_to_cpu(h->seq) != seq)
 		return "wrong sequence number";
-	if ((flags & ~FOLIOFS_LOG_FLAGS) || le32_to_cpu(h->pad) ||
-	    le64_to_cpu(h->reserved))
-		return "unknown flags or nonzero reserved bytes";
+	if ((flags & ~FOLIOFS_LOG_FLAGS) || le32_to_cpu(h->pad))
+		return "unknown flags or nonzero padding";
 
 	if (!t->open) {
 		if (txn_seq != seq)
 			return "block in the middle of a transaction";
+		if (chain && prev != *chain)
+			return "not chained to the transaction before";
 		if (txn_len > journal_max_txn(j))
 			return "transaction too large";
 		got = 0;
 	} else {
 		if (txn_seq != t->seq || txn_len != t->len ||
-		    txn_csum != t->csum)
+		    txn_csum != t->csum || prev != t->prev)
 			return "block of another transaction";
 		got = t->got;
 	}
@@ -567,20 +578,27 @@ static const char *take_block(struct journal *j, uint8_t *blk, uint64_t seq,
 	if (*commit != (got + used == txn_len))
 		return "commit flag on the wrong block";
 
-	if (!t->open) {
-		if (txn_len > t->cap) {
-			uint8_t *p = realloc(t->buf, txn_len);
+	/*
+	 * Grow as blocks pass their checks, not to what the first one
+	 * claims: a crafted header costs no more memory than the log holds.
+	 */
+	if (got + used > t->cap) {
+		uint64_t cap = min_u64(txn_len, t->cap * 2 > got + used ?
+					   t->cap * 2 : got + used);
+		uint8_t *p = realloc(t->buf, cap);
 
-			if (!p) {
-				*err = -ENOMEM;
-				return "out of memory";
-			}
-			t->buf = p;
-			t->cap = txn_len;
+		if (!p) {
+			*err = -ENOMEM;
+			return "out of memory";
 		}
+		t->buf = p;
+		t->cap = cap;
+	}
+	if (!t->open) {
 		t->seq = txn_seq;
 		t->len = txn_len;
 		t->csum = txn_csum;
+		t->prev = prev;
 		t->got = 0;
 		t->open = true;
 	}
@@ -597,7 +615,7 @@ static int replay_log(struct journal *j, journal_apply_fn txn, void *arg,
 {
 	const struct super *sb = j->sb;
 	uint64_t seq = sb->ckpt_seq, limit = seq + sb->log_blocks;
-	uint64_t head = seq, nr_txns = 0, win_blocks, n, i;
+	uint64_t head = seq, nr_txns = 0, last_csum = 0, win_blocks, n, i;
 	struct txn_acc t = { 0 };
 	struct backing_req *reqs = NULL;
 	const char *why = NULL;
@@ -626,8 +644,9 @@ static int replay_log(struct journal *j, journal_apply_fn txn, void *arg,
 		if (ret)
 			goto out_free;
 		for (i = 0; i < n; i++, seq++) {
-			why = take_block(j, win + i * j->bs, seq, &t, &commit,
-					 &ret);
+			why = take_block(j, win + i * j->bs, seq,
+					 nr_txns ? &last_csum : NULL, &t,
+					 &commit, &ret);
 			if (ret)
 				goto out_free;
 			if (why)
@@ -640,6 +659,7 @@ static int replay_log(struct journal *j, journal_apply_fn txn, void *arg,
 					goto out_free;
 			}
 			nr_txns++;
+			last_csum = t.csum;
 			head = seq + 1;
 			t.open = false;
 		}
@@ -659,6 +679,7 @@ static int replay_log(struct journal *j, journal_apply_fn txn, void *arg,
 			why);
 	j->head = head;
 	j->dirty_end = head;
+	j->last_csum = last_csum;
 	j->stuck = false;
 out_free:
 	free(t.buf);

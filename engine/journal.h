@@ -27,7 +27,10 @@
  * bounded by the log's size, not the volume's. Every block also names its
  * transaction (first sequence number, length, payload checksum), so blocks
  * left over from a failed or torn commit at the same positions are never
- * stitched onto the transaction that overwrote part of them.
+ * stitched onto the transaction that overwrote part of them; and every
+ * transaction names the checksum of the one before it, so that after
+ * replay stopped at a damaged block and a commit went over it, the older
+ * transactions further on are never replayed after the new one.
  *
  * A failed commit may still have put some of its blocks on the medium. The
  * next commit overwrites them from the same sequence number; a checkpoint

@@ -149,6 +149,12 @@ static inline uint64_t foliofs_volume_seed(const uint8_t uuid[FOLIOFS_UUID_LEN])
  * blocks left over from a failed or torn attempt at the same sequence
  * numbers are never stitched onto another transaction.
  *
+ * Transactions are chained: each names the payload checksum of the one
+ * committed before it (prev_csum). Replay checks the chain for every
+ * transaction but the first after the checkpoint, so that once replay has
+ * stopped at a damaged block and a new transaction has been written over
+ * it, older transactions further on never follow the new one.
+ *
  * Each block is fully written: header, payload, then zeroes to the end of
  * the fs block; its checksum covers all of it.
  */
@@ -170,7 +176,7 @@ struct foliofs_disk_logblock {
 	le64	txn_csum;	/* 32: XXH3-64 of that payload, volume seed */
 	le32	used;		/* 40: payload bytes in this block */
 	le32	pad;		/* 44: zero */
-	le64	reserved;	/* 48: zero */
+	le64	prev_csum;	/* 48: txn_csum of the transaction before */
 	le64	checksum;	/* 56: XXH3-64 of the whole fs block, this
 				 *     field zeroed, volume seed */
 };
