@@ -617,6 +617,7 @@ static void fs_free(struct foliofs *fs)
 	if (fs->lock_fd >= 0)
 		close(fs->lock_fd);
 	free(fs->tx.data);
+	free(fs->failed_ckpts.runs);
 	free(fs);
 }
 

@@ -131,6 +131,15 @@ struct fs_inode {
 	int64_t			dirtied_ns;
 };
 
+struct fs_extent_list {
+	struct {
+		uint64_t	start;
+		uint64_t	len;
+	}		*runs;
+	unsigned int	nr;
+	unsigned int	cap;
+};
+
 /* The open transaction: records waiting for the next commit. */
 struct fs_txbuf {
 	char			*data;
@@ -167,6 +176,8 @@ struct foliofs {
 	uint64_t		data_gen;
 	uint64_t		flushed_gen;
 	uint64_t		ckpt_reserve;	/* blocks held back for checkpoints */
+	/* commit_lock: areas of failed checkpoints (see checkpoint_locked). */
+	struct fs_extent_list	failed_ckpts;
 	int64_t			last_commit_ns;
 
 	/* Writeback. */
@@ -198,6 +209,14 @@ struct foliofs_file {
 };
 
 /* ---- fs.c ---------------------------------------------------------------- */
+/*
+ * foliofs_mkfs() and foliofs_mount() on a store the caller opened (tests
+ * wrap it in crashsim or faulty). The mount takes ownership of @store and
+ * takes no image lock; mkfs leaves @store open.
+ */
+int fs_mkfs_backing(struct backing *store, const struct foliofs_mkfs_opts *opts);
+int fs_mount_backing(struct backing *store, const char *name,
+		     const struct foliofs_mount_opts *opts, struct foliofs **out);
 int64_t fs_now_ns(void);
 /* The inode @ino with ns_lock held by the caller, or NULL. */
 struct fs_inode *fs_iget_locked(struct foliofs *fs, uint64_t ino);

@@ -214,11 +214,12 @@ int foliofs_fsck(const char *image, unsigned int flags,
 	{
 		struct super sb;
 
+		/* A torn copy is what a crash during a superblock write
+		 * leaves (super.h); the next mount writes that copy. */
 		if (!super_read(fs->store, &sb, sbmsg, sizeof(sbmsg)) &&
-		    sbmsg[0]) {
-			say(&c, "%s (the other copy is good)", sbmsg);
-			c.problems++;
-		}
+		    sbmsg[0])
+			say(&c, "note: %s; the other copy is good and the next "
+			    "mount rewrites this one", sbmsg);
 	}
 	if (flags & FOLIOFS_FSCK_VERBOSE)
 		say(&c, "%s: %llu blocks of %u bytes, %llu inodes, state %s",

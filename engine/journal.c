@@ -140,6 +140,11 @@ size_t journal_max_txn(const struct journal *j)
 	return (size_t)min_u64(blocks * j->ppb, SIZE_MAX);
 }
 
+bool journal_needs_checkpoint(const struct journal *j)
+{
+	return j->stuck;
+}
+
 uint64_t journal_used_bytes(const struct journal *j)
 {
 	return (j->head - j->sb->ckpt_seq) * j->bs;

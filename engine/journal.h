@@ -43,6 +43,7 @@
 #ifndef FOLIOFS_JOURNAL_H
 #define FOLIOFS_JOURNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -107,6 +108,10 @@ int journal_replay(struct journal *j, journal_apply_fn ckpt, journal_apply_fn tx
  * checkpoint comes first; the next commit overwrites its blocks).
  */
 int journal_commit(struct journal *j, const void *payload, size_t len);
+
+/* Whether commits are refused until a checkpoint succeeds (see
+ * journal_checkpoint()). */
+bool journal_needs_checkpoint(const struct journal *j);
 
 /* Log bytes in use since the checkpoint, and the log's size, in bytes. */
 uint64_t journal_used_bytes(const struct journal *j);

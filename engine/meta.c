@@ -336,6 +336,35 @@ static uint64_t tx_take(struct foliofs *fs, struct fs_txbuf *out,
 
 static int checkpoint_locked(struct foliofs *fs);
 
+/* Blocks of checkpoints whose write failed, freed after the next success. */
+static void fs_keep_failed_ckpt(struct foliofs *fs, uint64_t start,
+				uint64_t n)
+{
+	struct fs_extent_list *l = &fs->failed_ckpts;
+	void *p;
+
+	if (l->nr == l->cap) {
+		p = realloc(l->runs, (l->cap * 2 + 4) * sizeof(*l->runs));
+		if (!p)
+			return;		/* leaked until the next mount */
+		l->runs = p;
+		l->cap = l->cap * 2 + 4;
+	}
+	l->runs[l->nr].start = start;
+	l->runs[l->nr].len = n;
+	l->nr++;
+}
+
+static void fs_release_failed_ckpts(struct foliofs *fs)
+{
+	struct fs_extent_list *l = &fs->failed_ckpts;
+
+	while (l->nr) {
+		l->nr--;
+		space_free(fs->space, l->runs[l->nr].start, l->runs[l->nr].len);
+	}
+}
+
 int fs_commit(struct foliofs *fs, uint64_t gen)
 {
 	struct fs_txbuf old;
@@ -367,6 +396,13 @@ int fs_commit(struct foliofs *fs, uint64_t gen)
 	if (!ret)
 		ret = journal_commit(fs->journal, old.data, old.len);
 	if (ret == -ENOSPC || ret == -E2BIG) {
+		tx_restore(fs, &old);
+		ret = checkpoint_locked(fs);
+		goto out;
+	}
+	if (ret == -EIO && journal_needs_checkpoint(fs->journal)) {
+		/* A failed checkpoint left the log with no safe place to
+		 * append (journal.h): only a new checkpoint gets out. */
 		tx_restore(fs, &old);
 		ret = checkpoint_locked(fs);
 		goto out;
@@ -472,12 +508,18 @@ static int checkpoint_locked(struct foliofs *fs)
 	 * every data write it describes completed before serialising. */
 	ret = journal_checkpoint(fs->journal, snap.data, snap.len, start);
 	if (ret) {
-		space_free(fs->space, start, nblocks);
+		/*
+		 * The new superblock may have reached the disk even though its
+		 * flush failed: after a crash it would name these blocks. Keep
+		 * them allocated until a later checkpoint succeeds.
+		 */
+		fs_keep_failed_ckpt(fs, start, nblocks);
 		goto fail;
 	}
 	fs->flushed_gen = dg;
 	if (old_blocks)
 		space_free(fs->space, old_start, old_blocks);
+	fs_release_failed_ckpts(fs);
 	space_commit_done(fs->space, seq);
 	__atomic_store_n(&fs->committed_gen, mygen + 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fs->st_checkpoints, 1, __ATOMIC_RELAXED);
