@@ -913,6 +913,26 @@ static int do_truncate(struct foliofs *fs, struct fs_inode *inode,
 		pthread_rwlock_unlock(&fs->ns_lock);
 		return ret;
 	}
+	/*
+	 * The block that keeps the new end may hold old bytes past it on
+	 * disk; a later extension must read zeroes there, so zero them
+	 * through the cache first (dirty, so they reach the disk too).
+	 */
+	if (size & (fs->block_size - 1)) {
+		static const char zeroes[65536];
+		uint64_t bend = (size | (fs->block_size - 1)) + 1;
+		struct fs_copy_src src;
+		ssize_t n;
+
+		if (bend > old)
+			bend = old;
+		fs_copy_src_init(&src, zeroes);
+		n = filemap_write(&inode->map, (long long)size, &src,
+				  (size_t)(bend - size));
+		if (n < 0)
+			return (int)n;
+		fs_note_dirty(inode);
+	}
 	pthread_mutex_lock(&inode->wb_lock);
 	ret = filemap_truncate(&inode->map, (long long)size);
 	if (!ret) {
@@ -1888,6 +1908,10 @@ int foliofs_stats(struct foliofs *fs, struct foliofs_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->cached_bytes = __atomic_load_n(&fs->cache.cached, __ATOMIC_RELAXED);
 	st->cache_limit_bytes = fs->cache.limit;
+	for (int o = 0; o <= FOLIO_MAX_ORDER && o < 10; o++)
+		st->cached_bytes_by_order[o] =
+			__atomic_load_n(&fs->cache.cached_by_order[o],
+					__ATOMIC_RELAXED);
 	st->hits = (uint64_t)fs_counter_read(&fs->cache.stats.hits);
 	st->misses = (uint64_t)fs_counter_read(&fs->cache.stats.misses);
 	st->readahead_pages = (uint64_t)fs_counter_read(&fs->cache.stats.ra_pages);

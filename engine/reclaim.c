@@ -56,6 +56,8 @@ void cache_lru_add(struct fs_cache *cache, struct folio *folio)
 	lru_account(cache, folio, 1);
 	pthread_mutex_unlock(&cache->lru_lock);
 	__atomic_add_fetch(&cache->cached, folio_size(folio), __ATOMIC_RELAXED);
+	__atomic_add_fetch(&cache->cached_by_order[folio_order(folio)],
+			   folio_size(folio), __ATOMIC_RELAXED);
 }
 
 static void lru_del_locked(struct fs_cache *cache, struct folio *folio)
@@ -73,6 +75,8 @@ void cache_lru_del(struct fs_cache *cache, struct folio *folio)
 		lru_del_locked(cache, folio);
 	pthread_mutex_unlock(&cache->lru_lock);
 	__atomic_sub_fetch(&cache->cached, folio_size(folio), __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&cache->cached_by_order[folio_order(folio)],
+			   folio_size(folio), __ATOMIC_RELAXED);
 }
 
 void cache_lru_replace(struct fs_cache *cache, struct folio *old,
@@ -95,7 +99,13 @@ void cache_lru_replace(struct fs_cache *cache, struct folio *old,
 	}
 	lru_del_locked(cache, old);
 	pthread_mutex_unlock(&cache->lru_lock);
-	/* Same bytes, other folios: cached does not change. */
+	/* Same bytes, other folios: cached does not change, its split by
+	 * order does. */
+	__atomic_sub_fetch(&cache->cached_by_order[folio_order(old)],
+			   folio_size(old), __ATOMIC_RELAXED);
+	for (unsigned int i = 0; i < n; i++)
+		__atomic_add_fetch(&cache->cached_by_order[folio_order(pieces[i])],
+				   folio_size(pieces[i]), __ATOMIC_RELAXED);
 }
 
 /*

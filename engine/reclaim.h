@@ -67,6 +67,8 @@ struct fs_cache {
 	unsigned long		nr_active;	/* pages; lru_lock */
 	/* Bytes of folios in page caches. Atomic. */
 	unsigned long		cached;
+	/* The same, by folio order. Atomics. */
+	unsigned long		cached_by_order[FOLIO_MAX_ORDER + 1];
 	/* Reclaim keeps cached at or below this. Fixed after init. */
 	unsigned long		limit;
 	/*
