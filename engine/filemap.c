@@ -1279,8 +1279,10 @@ static int zero_partial_edges(struct filemap *map, long long start,
 	if (start & (bs - 1))
 		err = zero_partial_block(map, start,
 					 (head_end < end ? head_end : end) - start);
-	if (!err && (end & (bs - 1)) && tail_start >= head_end &&
-	    tail_start > start)
+	/* tail_start >= head_end: not the block the head just zeroed (with
+	 * an aligned start, head_end == start and the tail may be the only
+	 * partial block). */
+	if (!err && (end & (bs - 1)) && tail_start >= head_end)
 		err = zero_partial_block(map, tail_start, end - tail_start);
 	return err;
 }

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -246,6 +247,54 @@ static void test_tail_block_of_large_folio(void **state)
 	free(back);
 }
 
+/*
+ * A 1-byte punch at the start of a block that is on disk: after the
+ * folio is evicted, the byte reads zero from the store (the tail edge of
+ * the punch is the only partial block).
+ */
+static void test_punch_aligned_byte_after_evict(void **state)
+{
+	struct foliofs_mount_opts o = { .cache_bytes = 4 * MIB };
+	struct foliofs *fs = mount_fresh(128 * MIB, &o);
+	struct foliofs_file *f, *g;
+	char *buf = malloc(MIB);
+	unsigned int i;
+	char c;
+
+	memset(buf, 0xe3, MIB);
+	assert_int_equal(foliofs_open_path(fs, "/p", O_CREAT | O_RDWR, 0644, &f), 0);
+	assert_int_equal(foliofs_write(f, buf, 64 * 1024, 0), 64 * 1024);
+	assert_int_equal(foliofs_fsync(f, 0), 0);
+	for (i = 0; i < 4; i++) {
+		uint64_t off = 4096 * (1 + 3 * i) + (i == 3 ? 1 : 0);
+
+		assert_int_equal(foliofs_fallocate(f, FALLOC_FL_PUNCH_HOLE |
+						   FALLOC_FL_KEEP_SIZE, off, 1), 0);
+	}
+	assert_int_equal(foliofs_fsync(f, 0), 0);
+	/* Push the file out of the 4 MiB cache. */
+	assert_int_equal(foliofs_open_path(fs, "/q", O_CREAT | O_RDWR, 0644, &g), 0);
+	for (i = 0; i < 24; i++)
+		assert_int_equal(foliofs_write(g, buf, MIB, (uint64_t)i * MIB),
+				 (ssize_t)MIB);
+	assert_int_equal(foliofs_fsync(g, 0), 0);
+	for (i = 0; i < 24; i++)
+		assert_int_equal(foliofs_read(g, buf, MIB, (uint64_t)i * MIB),
+				 (ssize_t)MIB);
+	for (i = 0; i < 4; i++) {
+		uint64_t off = 4096 * (1 + 3 * i) + (i == 3 ? 1 : 0);
+
+		assert_int_equal(foliofs_read(f, &c, 1, off), 1);
+		assert_int_equal(c, 0);
+		assert_int_equal(foliofs_read(f, &c, 1, off + 1), 1);
+		assert_int_equal((unsigned char)c, 0xe3);
+	}
+	foliofs_release(f);
+	foliofs_release(g);
+	assert_int_equal(foliofs_unmount(fs), 0);
+	free(buf);
+}
+
 static int setup(void **state)
 {
 	return testimg_probe("test_writeback");
@@ -263,6 +312,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_throttle_bounds_dirty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired_data_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tail_block_of_large_folio, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_punch_aligned_byte_after_evict, setup, teardown),
 	};
 
 	return run_isolated(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
