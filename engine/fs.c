@@ -682,6 +682,12 @@ static int mount_store(struct foliofs *fs, const char *image,
 int foliofs_mount(const char *image, const struct foliofs_mount_opts *opts,
 		  struct foliofs **out)
 {
+	return fs_mount_path(image, opts, false, out);
+}
+
+int fs_mount_path(const char *image, const struct foliofs_mount_opts *opts,
+		  bool accept_log_loss, struct foliofs **out)
+{
 	struct foliofs *fs;
 	unsigned int flags;
 	int ret;
@@ -691,6 +697,7 @@ int foliofs_mount(const char *image, const struct foliofs_mount_opts *opts,
 	fs = fs_alloc(opts);
 	if (!fs)
 		return -ENOMEM;
+	fs->opts_accept_log_loss = accept_log_loss;
 	fs->lock_fd = open(image, fs->readonly ? O_RDONLY : O_RDWR);
 	if (fs->lock_fd < 0)
 		return mount_fail(fs, -errno, image, "cannot open");
@@ -761,6 +768,20 @@ static int mount_store(struct foliofs *fs, const char *image,
 	if (ret)
 		return mount_fail(fs, ret, image, "cannot open the log");
 	ret = fs_replay(fs, msg, sizeof(msg));
+	if (!ret) {
+		uint64_t at, first, lost = journal_damage(fs->journal, &at,
+							  &first);
+
+		if (lost && !fs->opts_accept_log_loss) {
+			snprintf(msg, sizeof(msg), "the metadata log is damaged "
+				 "at block sequence %llu, and %llu blocks of "
+				 "later transactions (from %llu) would be lost",
+				 (unsigned long long)at,
+				 (unsigned long long)lost,
+				 (unsigned long long)first);
+			ret = -EUCLEAN;
+		}
+	}
 	if (!ret)
 		ret = check_tree(fs, msg, sizeof(msg));
 	if (!ret)

@@ -156,6 +156,8 @@ struct foliofs {
 	struct fs_cache		cache;
 	struct foliofs_mount_opts opts;
 	bool			readonly;
+	/* fsck repair: mount even if the log lost transactions. */
+	bool			opts_accept_log_loss;
 	unsigned int		blkbits;
 	uint32_t		block_size;
 
@@ -215,6 +217,10 @@ struct foliofs_file {
  * takes no image lock; mkfs leaves @store open.
  */
 int fs_mkfs_backing(struct backing *store, const struct foliofs_mkfs_opts *opts);
+/* foliofs_mount(), optionally going on when the log lost transactions
+ * in the middle (journal_damage()): fsck's repair. */
+int fs_mount_path(const char *image, const struct foliofs_mount_opts *opts,
+		  bool accept_log_loss, struct foliofs **out);
 int fs_mount_backing(struct backing *store, const char *name,
 		     const struct foliofs_mount_opts *opts, struct foliofs **out);
 int64_t fs_now_ns(void);

@@ -199,7 +199,25 @@ int foliofs_fsck(const char *image, unsigned int flags,
 	ret = foliofs_mount(image, &o, &fs);
 	if (ret == -EUCLEAN) {
 		say(&c, "%s", foliofs_strerror());
-		return FOLIOFS_FSCK_ERRORS;
+		if (!(flags & FOLIOFS_FSCK_REPAIR) ||
+		    !strstr(foliofs_strerror(), "metadata log is damaged"))
+			return FOLIOFS_FSCK_ERRORS;
+		/* Keep what the log holds up to the damage: mount past it
+		 * and write a checkpoint, which ends the old log. */
+		o.readonly = 0;
+		ret = fs_mount_path(image, &o, true, &fs);
+		if (!ret)
+			ret = foliofs_unmount(fs);
+		if (ret) {
+			say(&c, "repair failed: %s", foliofs_strerror()[0] ?
+			    foliofs_strerror() : strerror(-ret));
+			return FOLIOFS_FSCK_ERRORS;
+		}
+		say(&c, "repaired: the volume now ends its history at the "
+		    "damage; the transactions after it are lost");
+		ret = foliofs_fsck(image, flags & ~FOLIOFS_FSCK_REPAIR,
+				   report, arg);
+		return ret == FOLIOFS_FSCK_OK ? FOLIOFS_FSCK_FIXED : ret;
 	}
 	if (ret == -EWOULDBLOCK) {
 		say(&c, "%s is mounted; unmount it first", image);

@@ -60,6 +60,12 @@ struct journal {
 	 * both, so commits fail until a checkpoint succeeds.
 	 */
 	bool		stuck;
+	/* What the last replay found past the end of the log (see
+	 * later_blocks()). */
+	uint64_t	damaged_at;
+	uint64_t	damaged_first;
+	uint64_t	damaged_blocks;
+	uint64_t	damaged_last;
 	void		*buf;		/* commit staging, 4 KiB aligned */
 	size_t		buf_len;	/* bytes */
 };
@@ -138,6 +144,14 @@ size_t journal_max_txn(const struct journal *j)
 	uint64_t blocks = j->sb->log_blocks / 4 ? j->sb->log_blocks / 4 : 1;
 
 	return (size_t)min_u64(blocks * j->ppb, SIZE_MAX);
+}
+
+uint64_t journal_damage(const struct journal *j, uint64_t *at,
+			uint64_t *first)
+{
+	*at = j->damaged_at;
+	*first = j->damaged_first;
+	return j->damaged_blocks;
 }
 
 bool journal_needs_checkpoint(const struct journal *j)
@@ -615,6 +629,49 @@ static const char *take_block(struct journal *j, uint8_t *blk, uint64_t seq,
 	return NULL;
 }
 
+/*
+ * After the log ended at @stop: count the blocks further on that are
+ * intact and belong to a transaction that began after @stop. A crash only
+ * ever tears the last transaction (commits are serialised, each waits for
+ * its flush), and a failed commit's leftovers began at or before the point
+ * the next commit overwrote; so any such block means the log was damaged
+ * in the middle and the transactions after the damage would be lost.
+ */
+static int later_blocks(struct journal *j, uint64_t stop, uint64_t limit,
+			uint8_t *win, uint64_t win_blocks,
+			struct backing_req *reqs, uint64_t *found,
+			uint64_t *first, uint64_t *last)
+{
+	uint64_t seq = stop + 1, n, i;
+	unsigned int nr;
+	int ret;
+
+	*found = 0;
+	while (seq < limit) {
+		n = min_u64(win_blocks, limit - seq);
+		nr = ring_reqs(j, BACKING_OP_READ, win, seq, n, reqs);
+		ret = backing_submit(j->b, reqs, nr);
+		if (ret)
+			return ret;
+		for (i = 0; i < n; i++, seq++) {
+			uint8_t *blk = win + i * j->bs;
+			struct foliofs_disk_logblock *h = (void *)blk;
+
+			if (le32_to_cpu(h->magic) != FOLIOFS_LOG_MAGIC ||
+			    le64_to_cpu(h->seq) != seq ||
+			    le64_to_cpu(h->txn_seq) <= stop ||
+			    le64_to_cpu(h->checksum) != block_csum(j, blk,
+				offsetof(struct foliofs_disk_logblock, checksum)))
+				continue;
+			if (!*found)
+				*first = seq;
+			(*found)++;
+			*last = seq;
+		}
+	}
+	return 0;
+}
+
 static int replay_log(struct journal *j, journal_apply_fn txn, void *arg,
 		      char *msg, size_t msg_len)
 {
@@ -671,6 +728,18 @@ static int replay_log(struct journal *j, journal_apply_fn txn, void *arg,
 	}
 	if (!why)
 		why = "the whole ring was read";
+	if (seq < limit) {
+		uint64_t found = 0, first = 0, last = 0;
+
+		ret = later_blocks(j, seq, limit, win, win_blocks, reqs,
+				   &found, &first, &last);
+		if (ret)
+			goto out_free;
+		j->damaged_at = found ? seq : 0;
+		j->damaged_blocks = found;
+		j->damaged_first = first;
+		j->damaged_last = last;
+	}
 	if (t.open)
 		set_msg(msg, msg_len, "log: %llu transactions replayed; it "
 			"ends at sequence %llu: %s; the unfinished transaction "
@@ -683,7 +752,9 @@ static int replay_log(struct journal *j, journal_apply_fn txn, void *arg,
 			(unsigned long long)nr_txns, (unsigned long long)seq,
 			why);
 	j->head = head;
-	j->dirty_end = head;
+	/* Intact blocks past a damage must never be taken for the log's
+	 * continuation: the next checkpoint starts past them. */
+	j->dirty_end = j->damaged_blocks ? j->damaged_last + 1 : head;
 	j->last_csum = last_csum;
 	j->stuck = false;
 out_free:

@@ -109,6 +109,17 @@ int journal_replay(struct journal *j, journal_apply_fn ckpt, journal_apply_fn tx
  */
 int journal_commit(struct journal *j, const void *payload, size_t len);
 
+/**
+ * journal_damage() - after journal_replay(): how many intact blocks of
+ * transactions that began after the end of the log it found. A crash only
+ * tears the last transaction, so a nonzero count means the log was damaged
+ * at *@at in the middle, and the transactions from *@first on were not
+ * replayed (their metadata is lost unless the damage is repaired). The
+ * caller decides whether to go on (fsck repair) or refuse (mount).
+ */
+uint64_t journal_damage(const struct journal *j, uint64_t *at,
+			uint64_t *first);
+
 /* Whether commits are refused until a checkpoint succeeds (see
  * journal_checkpoint()). */
 bool journal_needs_checkpoint(const struct journal *j);
