@@ -4,7 +4,7 @@
 
 FOLIOFS_DEPS=(meson ninja-build pkg-config gcc python3 libfuse3-dev fuse3
 	liburing-dev liburcu-dev libxxhash-dev libjemalloc-dev libcmocka-dev fio
-	e2fsprogs util-linux)
+	e2fsprogs util-linux gnuplot-nox)
 
 install_deps() {
 	local missing=() pkg
