@@ -13,9 +13,10 @@
  *    per folio when the disk has one; they are mapped EXT_NEW, so a failed
  *    write keeps them without logging them;
  * and queues one request per disk-contiguous run, straight from folio
- * memory (O_DIRECT, no bounce buffer). Folios stay locked, with their
- * writeback flag set, until their I/O completed, so a writer waits for
- * it (law 9). After the batch, folios whose I/O all succeeded are cleaned;
+ * memory (O_DIRECT), or, for folios with little dirty data, from a copy
+ * (see "Stable writes" below). Folios written from their own memory stay
+ * locked, with their writeback flag set, until their I/O completed, so a
+ * writer waits for it (law 9). After the batch, folios whose I/O all succeeded are cleaned;
  * the extents of their new and unwritten blocks are logged, and the size
  * the log knows moves up to what is written (ordered mode: the commit that
  * carries these records flushes the data first, meta.c).
@@ -146,6 +147,11 @@ struct wb_folio {
 	unsigned int	first_req;
 	unsigned int	nr_req;
 	bool		failed;		/* not every dirty block was queued */
+	/*
+	 * The dirty blocks were copied out and the folio cleaned and unlocked
+	 * at once (stable writes by copy): writers never wait for this I/O.
+	 */
+	bool		bounced;
 };
 
 struct wb_batch {
@@ -156,8 +162,52 @@ struct wb_batch {
 	unsigned int		nr_folios;
 	size_t			bytes;
 	uint64_t		goal;		/* next pblk for allocations */
-	int			err;
+	char			*bounce;	/* WB_BOUNCE_BYTES, aligned */
+	size_t			bounce_used;
 };
+
+/*
+ * Stable writes (law 9) two ways. A folio with little dirty data (random
+ * writes) is copied out: the copy is written, and the folio is clean and
+ * unlocked before the I/O starts, so a writer redirtying it never waits
+ * for the disk. A folio with much dirty data (streaming writes) is written
+ * from its own memory and stays locked under writeback until the I/O
+ * completes; copying it would cost more than the rare wait.
+ */
+#define WB_BOUNCE_BYTES		(8UL << 20)
+#define WB_BOUNCE_FOLIO_MAX	(256UL << 10)
+
+static char *bounce_get(struct foliofs *fs)
+{
+	char *b = NULL;
+
+	pthread_mutex_lock(&fs->dirty_lock);
+	if (fs->nr_bounce)
+		b = fs->bounce_pool[--fs->nr_bounce];
+	pthread_mutex_unlock(&fs->dirty_lock);
+	if (!b && posix_memalign((void **)&b, 4096, WB_BOUNCE_BYTES))
+		b = NULL;
+	return b;
+}
+
+static void bounce_put(struct foliofs *fs, char *b)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&fs->dirty_lock);
+	if (fs->nr_bounce < ARRAY_SIZE(fs->bounce_pool)) {
+		fs->bounce_pool[fs->nr_bounce++] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&fs->dirty_lock);
+	free(b);
+}
+
+void fs_bounce_pool_free(struct foliofs *fs)
+{
+	while (fs->nr_bounce)
+		free(fs->bounce_pool[--fs->nr_bounce]);
+}
 
 /*
  * Give delalloc blocks [lblk, lblk + n) of locked @folio disk blocks from
@@ -191,14 +241,17 @@ static long alloc_run(struct wb_batch *wb, struct folio *folio, size_t off,
 	return got;
 }
 
-static void add_req(struct wb_batch *wb, char *buf, uint64_t pblk,
-		    unsigned int bits, uint32_t len)
+/* Queue one block (its data at @buf) for @lblk at @pblk, merging runs. */
+static void add_req(struct wb_batch *wb, char *buf, uint64_t lblk,
+		    uint64_t pblk, unsigned int bits)
 {
 	struct backing_req *p = wb->nr_reqs ? &wb->reqs[wb->nr_reqs - 1] : NULL;
 	struct wb_folio *wf = &wb->folios[wb->nr_folios - 1];
+	uint32_t len = 1U << bits;
 
 	if (p && wf->nr_req && (char *)p->buf + p->len == buf &&
-	    p->off + p->len == pblk << bits) {
+	    p->off + p->len == pblk << bits &&
+	    (uintptr_t)p->priv + (p->len >> bits) == lblk) {
 		p->len += len;
 	} else {
 		wb->reqs[wb->nr_reqs++] = (struct backing_req){
@@ -206,6 +259,7 @@ static void add_req(struct wb_batch *wb, char *buf, uint64_t pblk,
 			.buf = buf,
 			.off = pblk << bits,
 			.len = len,
+			.priv = (void *)(uintptr_t)lblk,	/* first block */
 		};
 		wf->nr_req++;
 	}
@@ -213,7 +267,7 @@ static void add_req(struct wb_batch *wb, char *buf, uint64_t pblk,
 }
 
 /* Queue the dirty blocks of locked @folio. Return 0 or -errno. */
-static int queue_folio(struct wb_batch *wb, struct folio *folio)
+static int queue_folio(struct wb_batch *wb, struct folio *folio, bool bounce)
 {
 	struct fs_inode *inode = wb->inode;
 	unsigned int bits = folio->blkbits;
@@ -226,12 +280,14 @@ static int queue_folio(struct wb_batch *wb, struct folio *folio)
 	wf->first_req = wb->nr_reqs;
 	wf->nr_req = 0;
 	wf->failed = false;
+	wf->bounced = bounce;
 	while (blkstate_next_dirty(folio, &off, &len)) {
 		size_t o;
 
 		for (o = off; o < off + len;) {
 			uint64_t lblk = lblk0 + (o >> bits);
 			void *e = xa_load(&inode->extents, lblk);
+			char *src = base + o;
 
 			if (!e) {
 				uint64_t n = 1;
@@ -251,7 +307,14 @@ static int queue_folio(struct wb_batch *wb, struct folio *folio)
 				}
 				e = xa_load(&inode->extents, lblk);
 			}
-			add_req(wb, base + o, ext_pblk(e), bits, 1U << bits);
+			if (bounce) {
+				char *dst = wb->bounce + wb->bounce_used;
+
+				memcpy(dst, src, (size_t)1 << bits);
+				wb->bounce_used += (size_t)1 << bits;
+				src = dst;
+			}
+			add_req(wb, src, lblk, ext_pblk(e), bits);
 			o += (size_t)1 << bits;
 		}
 		off += len;
@@ -272,13 +335,11 @@ static void ext_flush(struct ext_ctx *c)
 	c->rn = 0;
 }
 
-/* Log the new and unwritten blocks of clean @folio as written. */
-static void log_folio_extents(struct ext_ctx *c, struct folio *folio,
-			      size_t from, size_t to)
+/* Log blocks [@lblk, @lblk + @n), just written, that were new or
+ * unwritten, as written extents. */
+static void log_written(struct ext_ctx *c, uint64_t lblk, uint64_t n)
 {
-	unsigned int bits = folio->blkbits;
-	uint64_t lblk = (folio_pos(folio) + from) >> bits;
-	uint64_t end = (folio_pos(folio) + to) >> bits;
+	uint64_t end = lblk + n;
 
 	for (; lblk < end; lblk++) {
 		void *e = xa_load(&c->inode->extents, lblk);
@@ -309,7 +370,29 @@ static void record_error(struct fs_inode *inode, int err)
 	__atomic_add_fetch(&fs->st_wb_errors, 1, __ATOMIC_RELAXED);
 }
 
-/* Issue the batch, finish its folios, log what became durable-able. */
+/* A bounced folio's write failed: its blocks need writing again. */
+static void redirty_bounced(struct fs_inode *inode, struct wb_batch *wb,
+			    struct wb_folio *wf)
+{
+	struct folio *folio = wf->folio;
+	unsigned int bits = folio->blkbits, j;
+	uint64_t lblk0 = folio_pos(folio) >> bits;
+
+	folio_lock(folio);
+	if (folio_mapping(folio) == &inode->map) {
+		for (j = wf->first_req; j < wf->first_req + wf->nr_req; j++) {
+			struct backing_req *r = &wb->reqs[j];
+			uint64_t lblk = (uintptr_t)r->priv;
+
+			filemap_dirty_range(folio, (size_t)(lblk - lblk0) << bits,
+					    r->len);
+		}
+		fs_note_dirty(inode);
+	}
+	folio_unlock(folio);
+}
+
+/* Issue the batch, finish its folios, log what the data now backs. */
 static int submit_batch(struct wb_batch *wb)
 {
 	struct fs_inode *inode = wb->inode;
@@ -317,7 +400,7 @@ static int submit_batch(struct wb_batch *wb)
 	struct ext_ctx c = { fs, inode, 0, 0, 0 };
 	uint64_t written_end = 0, size;
 	bool any_ok = false, log_inode = false;
-	unsigned int i, j;
+	unsigned int bits = fs->blkbits, i, j;
 	int ret = 0;
 
 	if (!wb->nr_folios)
@@ -331,6 +414,17 @@ static int submit_batch(struct wb_batch *wb)
 	}
 	size = (uint64_t)filemap_size(&inode->map);
 
+	for (i = 0; i < wb->nr_folios; i++) {
+		struct wb_folio *wf = &wb->folios[i];
+		bool ok = !wf->failed;
+
+		for (j = wf->first_req; j < wf->first_req + wf->nr_req; j++)
+			if (wb->reqs[j].res)
+				ok = false;
+		if (!ok && wf->bounced)
+			redirty_bounced(inode, wb, wf);
+	}
+
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	pthread_mutex_lock(&fs->tx_lock);
 	for (i = 0; i < wb->nr_folios; i++) {
@@ -342,18 +436,28 @@ static int submit_batch(struct wb_batch *wb)
 			if (wb->reqs[j].res)
 				ok = false;
 		if (ok) {
-			uint64_t end = folio_pos(folio) + folio_size(folio);
+			for (j = wf->first_req; j < wf->first_req + wf->nr_req;
+			     j++) {
+				struct backing_req *r = &wb->reqs[j];
+				uint64_t lblk = (uintptr_t)r->priv;
+				uint64_t end = (lblk << bits) + r->len;
 
-			log_folio_extents(&c, folio, 0, folio_size(folio));
-			filemap_clean_folio(folio);
-			__atomic_add_fetch(&fs->st_written, folio_size(folio),
-					   __ATOMIC_RELAXED);
-			if (end > written_end)
-				written_end = end;
+				log_written(&c, lblk, r->len >> bits);
+				__atomic_add_fetch(&fs->st_written, r->len,
+						   __ATOMIC_RELAXED);
+				if (end > written_end)
+					written_end = end;
+			}
+			if (!wf->bounced)
+				filemap_clean_folio(folio);
 			any_ok = true;
 		}
-		folio_end_writeback(folio);
-		folio_unlock(folio);
+		if (!wf->bounced) {
+			folio_end_writeback(folio);
+			folio_unlock(folio);
+		} else {
+			folio_unpin(folio);
+		}
 		folio_put(folio);
 	}
 	ext_flush(&c);
@@ -380,6 +484,7 @@ static int submit_batch(struct wb_batch *wb)
 	wb->nr_reqs = 0;
 	wb->nr_folios = 0;
 	wb->bytes = 0;
+	wb->bounce_used = 0;
 	return ret;
 }
 
@@ -404,11 +509,14 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 		return -ENOMEM;
 	}
 	wb->inode = inode;
+	wb->bounce = bounce_get(fs);
 	if (sync)
 		xa_convert_marks(&map->pages, 0, ULONG_MAX, FM_DIRTY,
 				 FM_TOWRITE, 64);
 	for (;;) {
 		struct folio *folio;
+		size_t dirty;
+		bool bounce;
 
 		if (!xa_find(&map->pages, &idx, ULONG_MAX, mark))
 			break;
@@ -426,23 +534,40 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 			continue;
 		}
 		idx = folio->index + folio_nr_pages(folio);
+		dirty = (size_t)blkstate_count_dirty(folio) << folio->blkbits;
+		bounce = wb->bounce && dirty <= WB_BOUNCE_FOLIO_MAX;
 		if (wb->nr_folios == WB_MAX_FOLIOS ||
 		    wb->nr_reqs + folio_nr_blocks(folio) > WB_MAX_REQS ||
-		    wb->bytes >= WB_MAX_BYTES) {
+		    wb->bytes >= WB_MAX_BYTES ||
+		    (bounce && wb->bounce_used + dirty > WB_BOUNCE_BYTES)) {
 			err = submit_batch(wb);
 			ret = ret ? ret : err;
 		}
-		folio_start_writeback(folio);
-		err = queue_folio(wb, folio);
+		if (!bounce)
+			folio_start_writeback(folio);
+		err = queue_folio(wb, folio, bounce);
 		if (err) {
 			ret = ret ? ret : err;
 			record_error(inode, err);
+		}
+		if (bounce) {
+			/* The copy is what gets written: the folio is clean
+			 * now (a failed write dirties it again) and free for
+			 * writers. */
+			if (!wb->folios[wb->nr_folios - 1].failed)
+				filemap_clean_folio(folio);
+			/* Clean, but its blocks on disk are not written yet:
+			 * the pin keeps reclaim from dropping the only good
+			 * copy until the I/O is done. */
+			folio_pin(folio);
+			folio_unlock(folio);
 		}
 		if (idx == 0)
 			break;	/* wrapped */
 	}
 	err = submit_batch(wb);
 	ret = ret ? ret : err;
+	bounce_put(fs, wb->bounce);
 	free(wb);
 log_attrs:
 	/* Everything is written: the log may know the whole size (a

@@ -618,6 +618,7 @@ static void fs_free(struct foliofs *fs)
 		close(fs->lock_fd);
 	free(fs->tx.data);
 	free(fs->failed_ckpts.runs);
+	fs_bounce_pool_free(fs);
 	free(fs);
 }
 

@@ -191,6 +191,9 @@ struct foliofs {
 	bool			flusher_running;
 	bool			stopping;
 	bool			kick;
+	/* Writeback's copy buffers, kept for reuse (dirty_lock). */
+	char			*bounce_pool[4];
+	unsigned int		nr_bounce;
 
 	/* Counters (atomics). */
 	uint64_t		st_commits;
@@ -290,6 +293,7 @@ extern const struct filemap_ops fs_filemap_ops;
 int fs_writeback_inode(struct fs_inode *inode, bool sync);
 int fs_writeback_all(struct foliofs *fs, bool sync);
 int fs_flusher_start(struct foliofs *fs);
+void fs_bounce_pool_free(struct foliofs *fs);
 void fs_flusher_stop(struct foliofs *fs);
 void fs_note_dirty(struct fs_inode *inode);
 void fs_balance_dirty(struct foliofs *fs);
