@@ -30,6 +30,7 @@
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,9 @@
 #include "rcu.h"
 
 #define WB_MAX_REQS	1024
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
 #define WB_MAX_BYTES	(32UL << 20)
 #define WB_MAX_FOLIOS	256
 #define MAX_FILE_BYTES	(1ULL << 52)
@@ -163,6 +167,7 @@ struct wb_batch {
 	size_t			bytes;
 	uint64_t		goal;		/* next pblk for allocations */
 	char			*bounce;	/* WB_BOUNCE_BYTES, aligned */
+	int			bounce_idx;	/* in fs->bounce_pool, or -1 */
 	size_t			bounce_used;
 };
 
@@ -174,39 +179,72 @@ struct wb_batch {
  * from its own memory and stays locked under writeback until the I/O
  * completes; copying it would cost more than the rare wait.
  */
-#define WB_BOUNCE_BYTES		(8UL << 20)
 #define WB_BOUNCE_FOLIO_MAX	(256UL << 10)
 
-static char *bounce_get(struct foliofs *fs)
+/*
+ * The copy buffers: FS_NR_BOUNCE of WB_BOUNCE_BYTES each, made at mount and
+ * registered with io_uring as fixed buffers, so writes from them skip the
+ * kernel's per-I/O page pinning. A writeback that finds none free writes
+ * straight from its folios.
+ */
+int fs_bounce_pool_init(struct foliofs *fs)
 {
-	char *b = NULL;
+	struct iovec iov[FS_NR_BOUNCE];
+	unsigned int i;
 
-	pthread_mutex_lock(&fs->dirty_lock);
-	if (fs->nr_bounce)
-		b = fs->bounce_pool[--fs->nr_bounce];
-	pthread_mutex_unlock(&fs->dirty_lock);
-	if (!b && posix_memalign((void **)&b, 4096, WB_BOUNCE_BYTES))
-		b = NULL;
-	return b;
-}
-
-static void bounce_put(struct foliofs *fs, char *b)
-{
-	if (!b)
-		return;
-	pthread_mutex_lock(&fs->dirty_lock);
-	if (fs->nr_bounce < ARRAY_SIZE(fs->bounce_pool)) {
-		fs->bounce_pool[fs->nr_bounce++] = b;
-		b = NULL;
+	for (i = 0; i < FS_NR_BOUNCE; i++) {
+		if (posix_memalign((void **)&fs->bounce_pool[i], 4096,
+				   WB_BOUNCE_BYTES))
+			return -ENOMEM;
+		madvise(fs->bounce_pool[i], WB_BOUNCE_BYTES, MADV_POPULATE_WRITE);
+		fs->bounce_free[i] = true;
+		iov[i].iov_base = fs->bounce_pool[i];
+		iov[i].iov_len = WB_BOUNCE_BYTES;
 	}
-	pthread_mutex_unlock(&fs->dirty_lock);
-	free(b);
+	fs->nr_bounce = FS_NR_BOUNCE;
+	/* Registering may fail (memlock limits): plain iovecs then. */
+	fs->bounce_fixed = !fs->opts.no_fixed_buffers &&
+			   !backing_register_buffers(fs->store, iov, FS_NR_BOUNCE);
+	return 0;
 }
 
 void fs_bounce_pool_free(struct foliofs *fs)
 {
-	while (fs->nr_bounce)
-		free(fs->bounce_pool[--fs->nr_bounce]);
+	unsigned int i;
+
+	if (fs->bounce_fixed)
+		backing_unregister_buffers(fs->store);
+	fs->bounce_fixed = false;
+	for (i = 0; i < fs->nr_bounce; i++)
+		free(fs->bounce_pool[i]);
+	fs->nr_bounce = 0;
+}
+
+/* A free copy buffer's index, or -1. */
+static int bounce_get(struct foliofs *fs)
+{
+	int ret = -1;
+	unsigned int i;
+
+	pthread_mutex_lock(&fs->dirty_lock);
+	for (i = 0; i < fs->nr_bounce; i++) {
+		if (fs->bounce_free[i]) {
+			fs->bounce_free[i] = false;
+			ret = (int)i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->dirty_lock);
+	return ret;
+}
+
+static void bounce_put(struct foliofs *fs, int idx)
+{
+	if (idx < 0)
+		return;
+	pthread_mutex_lock(&fs->dirty_lock);
+	fs->bounce_free[idx] = true;
+	pthread_mutex_unlock(&fs->dirty_lock);
 }
 
 /*
@@ -254,8 +292,13 @@ static void add_req(struct wb_batch *wb, char *buf, uint64_t lblk,
 	    (uintptr_t)p->priv + (p->len >> bits) == lblk) {
 		p->len += len;
 	} else {
+		bool fixed = wb->bounce && wb->inode->fs->bounce_fixed &&
+			     buf >= wb->bounce && buf < wb->bounce + WB_BOUNCE_BYTES;
+
 		wb->reqs[wb->nr_reqs++] = (struct backing_req){
 			.op = BACKING_OP_WRITE,
+			.flags = fixed ? BACKING_REQ_FIXED : 0,
+			.buf_index = fixed ? (unsigned int)wb->bounce_idx : 0,
 			.buf = buf,
 			.off = pblk << bits,
 			.len = len,
@@ -509,7 +552,8 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 		return -ENOMEM;
 	}
 	wb->inode = inode;
-	wb->bounce = bounce_get(fs);
+	wb->bounce_idx = bounce_get(fs);
+	wb->bounce = wb->bounce_idx >= 0 ? fs->bounce_pool[wb->bounce_idx] : NULL;
 	if (sync)
 		xa_convert_marks(&map->pages, 0, ULONG_MAX, FM_DIRTY,
 				 FM_TOWRITE, 64);
@@ -567,7 +611,7 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 	}
 	err = submit_batch(wb);
 	ret = ret ? ret : err;
-	bounce_put(fs, wb->bounce);
+	bounce_put(fs, wb->bounce_idx);
 	free(wb);
 log_attrs:
 	/* Everything is written: the log may know the whole size (a

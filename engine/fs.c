@@ -604,6 +604,8 @@ static void fs_free(struct foliofs *fs)
 	xa_for_each(&fs->inodes, idx, inode)
 		fs_inode_free(inode);
 	xa_destroy(&fs->inodes);
+	if (fs->store)
+		fs_bounce_pool_free(fs);
 	if (fs->journal)
 		journal_close(fs->journal);
 	if (fs->space) {
@@ -618,7 +620,6 @@ static void fs_free(struct foliofs *fs)
 		close(fs->lock_fd);
 	free(fs->tx.data);
 	free(fs->failed_ckpts.runs);
-	fs_bounce_pool_free(fs);
 	free(fs);
 }
 
@@ -803,6 +804,9 @@ static int mount_store(struct foliofs *fs, const char *image,
 		if (ret)
 			return mount_fail(fs, ret, image,
 					  "cannot write to the volume");
+		ret = fs_bounce_pool_init(fs);
+		if (ret)
+			return mount_fail(fs, ret, image, "out of memory");
 		ret = fs_flusher_start(fs);
 		if (ret)
 			return mount_fail(fs, ret, image, "cannot start writeback");

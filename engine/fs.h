@@ -50,6 +50,10 @@
 #include "urcu/list.h"
 #include "xarray.h"
 
+/* Writeback copy buffers per volume, WB_BOUNCE_BYTES each (data.c). */
+#define FS_NR_BOUNCE	4
+#define WB_BOUNCE_BYTES	(4UL << 20)
+
 /* Extent map entry: xa_mk_value((pblk << EXT_SHIFT) | flags). */
 #define EXT_UNWRITTEN	1UL	/* allocated, reads as zeroes (fallocate) */
 #define EXT_NEW		2UL	/* allocated by writeback, not yet logged */
@@ -191,9 +195,11 @@ struct foliofs {
 	bool			flusher_running;
 	bool			stopping;
 	bool			kick;
-	/* Writeback's copy buffers, kept for reuse (dirty_lock). */
-	char			*bounce_pool[4];
+	/* Writeback's copy buffers (data.c); bounce_free under dirty_lock. */
+	char			*bounce_pool[FS_NR_BOUNCE];
+	bool			bounce_free[FS_NR_BOUNCE];
 	unsigned int		nr_bounce;
+	bool			bounce_fixed;	/* registered with io_uring */
 
 	/* Counters (atomics). */
 	uint64_t		st_commits;
@@ -293,6 +299,7 @@ extern const struct filemap_ops fs_filemap_ops;
 int fs_writeback_inode(struct fs_inode *inode, bool sync);
 int fs_writeback_all(struct foliofs *fs, bool sync);
 int fs_flusher_start(struct foliofs *fs);
+int fs_bounce_pool_init(struct foliofs *fs);
 void fs_bounce_pool_free(struct foliofs *fs);
 void fs_flusher_stop(struct foliofs *fs);
 void fs_note_dirty(struct fs_inode *inode);

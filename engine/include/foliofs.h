@@ -135,7 +135,9 @@ FOLIOFS_API int foliofs_mkfs(const char *path,
  * @readonly:		mount read-only: nothing is ever written.
  * @no_direct:		buffered I/O to the image, for filesystems without
  *			O_DIRECT; durability then rests on their fsync.
- * @flusher_threads:	background writeback threads; default 1.
+ * @flusher_threads:	reserved: one flusher thread runs per volume.
+ * @no_fixed_buffers:	write back from plain iovecs instead of buffers
+ *			registered with io_uring (for measuring).
  */
 struct foliofs_mount_opts {
 	uint64_t	cache_bytes;
@@ -146,6 +148,7 @@ struct foliofs_mount_opts {
 	int		readonly;
 	int		no_direct;
 	unsigned int	flusher_threads;
+	int		no_fixed_buffers;
 };
 
 /**
