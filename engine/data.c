@@ -579,7 +579,8 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 		}
 		idx = folio->index + folio_nr_pages(folio);
 		dirty = (size_t)blkstate_count_dirty(folio) << folio->blkbits;
-		bounce = wb->bounce && dirty <= WB_BOUNCE_FOLIO_MAX;
+		bounce = wb->bounce && dirty <= WB_BOUNCE_FOLIO_MAX &&
+			 !fs->opts.no_writeback_copy;
 		if (wb->nr_folios == WB_MAX_FOLIOS ||
 		    wb->nr_reqs + folio_nr_blocks(folio) > WB_MAX_REQS ||
 		    wb->bytes >= WB_MAX_BYTES ||

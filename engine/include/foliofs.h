@@ -138,6 +138,8 @@ FOLIOFS_API int foliofs_mkfs(const char *path,
  * @flusher_threads:	reserved: one flusher thread runs per volume.
  * @no_fixed_buffers:	write back from plain iovecs instead of buffers
  *			registered with io_uring (for measuring).
+ * @no_writeback_copy:	never copy folios out for writeback: writers wait
+ *			for the I/O instead (for measuring; law 9).
  */
 struct foliofs_mount_opts {
 	uint64_t	cache_bytes;
@@ -149,6 +151,7 @@ struct foliofs_mount_opts {
 	int		no_direct;
 	unsigned int	flusher_threads;
 	int		no_fixed_buffers;
+	int		no_writeback_copy;
 };
 
 /**
