@@ -13,7 +13,7 @@
 #
 # Environment: FOLIOFS_SEED (randops seed), FOLIOFS_RANDOPS (op count,
 # default 3000), FOLIOFS_TEST_DIR (where images go; default /tmp),
-# FOLIOFS_FUSE_ONLY (run only the named stages: tools cli daemon posix
+# FOLIOFS_FUSE_ONLY (run only the named stages: kill9 concurrency tools cli daemon posix
 # randops fio kcache evict sigterm), FOLIOFS_FUSE_OPTS (more -o options for the
 # main mount, e.g. "cache_size=64M,dirty_bytes=8M" to force reclaim and
 # throttling).
@@ -410,6 +410,44 @@ if want_stage sigterm; then
 		fsck_clean sigterm/fsck "$simg"
 	fi
 	rm -f "$simg"
+fi
+
+# ---- kill -9 during a write load: fsck clean, everything fsync'd there -----
+if want_stage kill9; then
+	kimg=$tmp/kill9.img
+	if mount_fg kill9 "$kimg"; then
+		python3 "$here/kill9.py" write "$mnt" "$tmp/kill9.state" \
+			>"$tmp/kill9.write" 2>&1 &
+		wpid=$!
+		sleep 3
+		kill -KILL "$fg_pid"
+		wait "$fg_pid" 2>/dev/null
+		fg_pid=
+		wait "$wpid"
+		fusermount3 -u -z "$mnt" 2>/dev/null
+		cat "$tmp/kill9.write"
+		fsck_clean kill9/fsck-after-kill "$kimg"
+		if mount_fg kill9-remount "$kimg"; then
+			python3 "$here/kill9.py" verify "$mnt" "$tmp/kill9.state" 2>&1 |
+				tee "$tmp/kill9.out"
+			tally "$tmp/kill9.out"
+			umount_fg kill9-remount
+			fsck_clean kill9/fsck-after-remount "$kimg"
+		fi
+	fi
+	rm -f "$kimg"
+fi
+
+# ---- processes racing in one directory and on one file ---------------------
+if want_stage concurrency; then
+	cimg=$tmp/conc.img
+	if mount_fg concurrency "$cimg"; then
+		python3 "$here/concurrency.py" "$mnt" 2>&1 | tee "$tmp/conc.out"
+		tally "$tmp/conc.out"
+		umount_fg concurrency
+		fsck_clean concurrency/fsck "$cimg"
+	fi
+	rm -f "$cimg"
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
