@@ -537,7 +537,7 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 	struct filemap *map = &inode->map;
 	xa_mark_t mark = sync ? FM_TOWRITE : FM_DIRTY;
 	struct wb_batch *wb;
-	unsigned long idx = 0;
+	unsigned long idx = 0, skip_index = ULONG_MAX;
 	int ret = 0, err;
 
 	if (!S_ISREG(inode->mode) || fs->readonly)
@@ -557,6 +557,22 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 	if (sync)
 		xa_convert_marks(&map->pages, 0, ULONG_MAX, FM_DIRTY,
 				 FM_TOWRITE, 64);
+	/*
+	 * Background writeback leaves alone the folio at the end of a file
+	 * written to in the last second: an appending writer is filling it,
+	 * and writing it half full would make that writer wait for the I/O
+	 * (law 9) and write the folio twice.
+	 */
+	if (!sync) {
+		long long size = filemap_size(map);
+		int64_t mtime;
+
+		pthread_mutex_lock(&inode->attr_lock);
+		mtime = inode->mtime_ns;
+		pthread_mutex_unlock(&inode->attr_lock);
+		if (size > 0 && fs_now_ns() - mtime < 1000000000LL)
+			skip_index = (unsigned long)((size - 1) >> PAGE_SHIFT);
+	}
 	for (;;) {
 		struct folio *folio;
 		size_t dirty;
@@ -578,6 +594,15 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 			continue;
 		}
 		idx = folio->index + folio_nr_pages(folio);
+		if (folio_contains(folio, skip_index) &&
+		    folio_pos(folio) + folio_size(folio) >
+		    (uint64_t)filemap_size(map)) {
+			folio_unlock(folio);
+			folio_put(folio);
+			if (idx == 0)
+				break;
+			continue;
+		}
 		dirty = (size_t)blkstate_count_dirty(folio) << folio->blkbits;
 		bounce = wb->bounce && dirty <= WB_BOUNCE_FOLIO_MAX &&
 			 !fs->opts.no_writeback_copy;

@@ -25,8 +25,27 @@
  * foliofs call. Engine threads started by foliofs_mount() block the signals
  * that stop the session, so a SIGTERM always reaches a libfuse thread.
  *
+ * Statistics: the numbers of foliofs_stats() are served, outside the mounted
+ * namespace, on a unix stream socket /run/foliofs/<dev>.sock, where <dev> is
+ * the mount's st_dev in decimal (what `stat -c %d MOUNTPOINT` prints). A
+ * daemon that cannot write /run/foliofs (not root) uses
+ * /run/user/<uid>/foliofs instead. Each connection is answered with one JSON
+ * object on one line, then closed; the client sends nothing. foliofs-stat
+ * is the client. One thread serves the socket (see "Statistics socket").
+ *
+ * mount(8): `mount -t fuse.foliofs IMAGE DIR -o OPTS` runs mount.fuse3,
+ * which runs `foliofs IMAGE DIR -o OPTS` through /bin/sh with the PATH
+ * mount(8) leaves (util-linux clears it: the shell's default path, so
+ * foliofs must be installed in /usr/local/bin, /usr/bin or the like).
+ * OPTS then carries the generic options mount(8) resolved (rw, dev, suid,
+ * noatime, ...): the ones the kernel's FUSE mount takes are passed on to it,
+ * userspace-only ones are ignored, and the ones we cannot honour are
+ * refused with a reason (see generic_option()).
+ *
  * Locking: open_lock protects the open-file list; nothing else here is
- * shared but what is read-only after mount.
+ * shared but what is read-only after mount, and the statistics server's
+ * state, which only the main thread touches, before starting the server
+ * thread and after joining it.
  */
 #define FUSE_USE_VERSION 312
 
@@ -34,17 +53,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,6 +97,9 @@ struct frontend {
 	double			entry_timeout;
 	double			negative_timeout;
 	bool			kcache;
+	/* kcache=writeback: the kernel also buffers writes (FUSE writeback
+	 * cache) and sends them in batches. */
+	bool			wbcache;
 	bool			debug;
 
 	pthread_mutex_t		open_lock;
@@ -284,6 +311,8 @@ static void ffs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 			FUSE_CAP_SPLICE_MOVE | FUSE_CAP_WRITEBACK_CACHE |
 			FUSE_CAP_HANDLE_KILLPRIV);
+	if (fe.wbcache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
 	/* Without it, a FOPEN_DIRECT_IO file refuses shared mmap (ENODEV). */
 	if (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)
@@ -543,6 +572,22 @@ static void ffs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 /* The open(2) flags the engine takes; the kernel keeps the rest. */
 #define OPEN_FLAGS	(O_ACCMODE | O_TRUNC | O_APPEND | O_DIRECTORY)
 
+/*
+ * With the kernel's writeback cache, the kernel reads through any handle
+ * to fill pages it writes partly, and places appends itself: a write-only
+ * open must read, and O_APPEND must not move writes again.
+ */
+static int open_flags(int flags)
+{
+	flags &= OPEN_FLAGS;
+	if (fe.wbcache) {
+		if ((flags & O_ACCMODE) == O_WRONLY)
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+		flags &= ~O_APPEND;
+	}
+	return flags;
+}
+
 /* Replies: open, err. */
 static void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -550,7 +595,7 @@ static void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int ret;
 
 	thread_get();
-	ret = foliofs_open(fe.fs, ino, fi->flags & OPEN_FLAGS, &f);
+	ret = foliofs_open(fe.fs, ino, open_flags(fi->flags), &f);
 	if (!ret)
 		ret = reply_open(req, fi, f, NULL, false);
 	if (ret)
@@ -568,7 +613,7 @@ static void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 	thread_get();
 	ret = foliofs_create(fe.fs, parent, name, mode,
-			     fi->flags & (OPEN_FLAGS | O_CREAT | O_EXCL),
+			     open_flags(fi->flags) | (fi->flags & (O_CREAT | O_EXCL)),
 			     &cred, &a, &f);
 	if (!ret) {
 		ret = reply_open(req, fi, f, &a, false);
@@ -978,6 +1023,7 @@ struct options {
 	char		*kcache;
 	char		*max_threads;
 	int		no_direct;
+	char		*kern_opts;	/* generic options for the kernel's mount */
 	int		bad;		/* an error was printed */
 };
 
@@ -1007,8 +1053,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT_S("max_threads=%s", max_threads),
 	OPT("allow_other", allow_other),
 	OPT("ro", readonly),
+	{ "rw", offsetof(struct options, readonly), 0 },
 	OPT("no_direct", no_direct),
-	FUSE_OPT_KEY("rw", KEY_IGNORED),
 	FUSE_OPT_KEY("default_permissions", KEY_IGNORED),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
@@ -1046,16 +1092,122 @@ static void usage(FILE *out)
 "  attr_timeout=SECONDS    kernel caches attributes this long (1.0)\n"
 "  entry_timeout=SECONDS   kernel caches names this long (1.0)\n"
 "  negative_timeout=SECONDS kernel caches missing names this long (1.0)\n"
-"  kcache=on|off           let the kernel cache file pages too (off: I/O\n"
-"                          goes straight to foliofs's cache)\n"
+"  kcache=on|off|writeback let the kernel cache file pages too (off: I/O\n"
+"                          goes straight to foliofs's cache; writeback:\n"
+"                          the kernel also buffers writes and sends them\n"
+"                          in batches, as its own filesystems do)\n"
 "  max_threads=N           FUSE worker threads (default 16)\n"
 "  allow_other             let other users in (needs user_allow_other in\n"
 "                          /etc/fuse.conf when not root)\n"
-"  ro                      mount read-only\n"
+"  ro, rw                  mount read-only, or read-write (the default)\n"
 "  default_permissions     accepted; permissions are always checked by the\n"
 "                          kernel\n"
 "\n"
-"SIZE takes a K, M, G or T suffix (powers of 1024).\n");
+"Generic mount options, as mount(8) and /etc/fstab pass them:\n"
+"  suid, nosuid, dev, nodev, exec, noexec, atime, noatime, async, and\n"
+"  context=, fscontext=, defcontext=, rootcontext= go to the kernel's mount\n"
+"  (by default a FUSE mount is nosuid,nodev); defaults, auto, noauto, user,\n"
+"  users, nouser, owner, group, nofail, _netdev, x-*, comment=, the atime\n"
+"  policies (relatime, strictatime, diratime, lazytime and their no- forms),\n"
+"  iversion, noiversion, symfollow, nomand, silent and loud are accepted and\n"
+"  ignored; sync, dirsync, remount, mand and nosymfollow are refused.\n"
+"\n"
+"SIZE takes a K, M, G or T suffix (powers of 1024).\n"
+"\n"
+"Statistics: foliofs-stat MOUNTPOINT, over /run/foliofs/<st_dev>.sock.\n");
+}
+
+/*
+ * Generic mount options. mount(8) hands them to mount.fuse3, which drops
+ * user, nouser, users, auto, noauto, nofail and _netdev, appends dev,suid
+ * unless nodev or nosuid was given, and runs us with the rest: for
+ * `mount -t fuse.foliofs img dir`, "-o rw,dev,suid"; for an fstab line
+ * with "defaults", the same. mount(8) itself has already folded each
+ * flag/no-flag pair and dropped x-*, comment= and defaults; a user's
+ * command line or an older mount(8) may still carry them.
+ */
+
+/* Passed on to the kernel's mount: the flags and options libfuse 3.12 to
+ * 3.14 know (newer ones know more; these are all of theirs we need). */
+static const char *const kernel_flags[] = {
+	"suid", "nosuid", "dev", "nodev", "exec", "noexec", "async",
+	"atime", "noatime", NULL
+};
+static const char *const kernel_prefixes[] = {
+	"context=", "fscontext=", "defcontext=", "rootcontext=", NULL
+};
+
+/* Options for mount(8), fstab and systemd, not for the filesystem; and
+ * kernel flags that libfuse cannot pass on but that promise nothing about
+ * data (FUSE keeps atime itself). Accepted and ignored. */
+static const char *const ignored_flags[] = {
+	"defaults", "auto", "noauto", "user", "nouser", "users", "owner",
+	"group", "nofail", "_netdev", "relatime", "norelatime", "strictatime",
+	"nostrictatime", "diratime", "nodiratime", "lazytime", "nolazytime",
+	"iversion", "noiversion", "symfollow", "nomand", "silent", "loud",
+	NULL
+};
+static const char *const ignored_prefixes[] = {
+	"x-", "comment=", "user=", "helper=", "uhelper=", NULL
+};
+
+/* Options we would have to honour and cannot: refused, with why. */
+static const struct {
+	const char	*opt;
+	const char	*why;
+} refused_opts[] = {
+	{ "sync", "foliofs has no synchronous mode; fsync(2) or fdatasync(2) "
+		  "make data durable" },
+	{ "dirsync", "foliofs has no synchronous mode; fsync(2) of the "
+		     "directory makes namespace changes durable" },
+	{ "remount", "a foliofs mount cannot be remounted; unmount it and "
+		     "mount it again with the new options" },
+	{ "mand", "mandatory locks are not supported" },
+	{ "nosymfollow", "this libfuse cannot pass it to the kernel" },
+};
+
+static bool in_list(const char *const *list, const char *arg)
+{
+	for (; *list; list++)
+		if (!strcmp(*list, arg))
+			return true;
+	return false;
+}
+
+static bool has_prefix(const char *const *list, const char *arg)
+{
+	for (; *list; list++)
+		if (!strncmp(*list, arg, strlen(*list)))
+			return true;
+	return false;
+}
+
+/*
+ * generic_option() - handle @arg if it is a generic mount option.
+ * Return: 1 if it was taken (kept in o->kern_opts, or ignored); 0 if it is
+ * not a generic option; -1 if it is refused or out of memory (said).
+ */
+static int generic_option(struct options *o, const char *arg)
+{
+	size_t i;
+
+	if (in_list(kernel_flags, arg) || has_prefix(kernel_prefixes, arg)) {
+		if (fuse_opt_add_opt(&o->kern_opts, arg)) {
+			fprintf(stderr, "foliofs: out of memory\n");
+			return -1;
+		}
+		return 1;
+	}
+	if (in_list(ignored_flags, arg) || has_prefix(ignored_prefixes, arg))
+		return 1;
+	for (i = 0; i < sizeof(refused_opts) / sizeof(refused_opts[0]); i++) {
+		if (!strcmp(refused_opts[i].opt, arg)) {
+			fprintf(stderr, "foliofs: -o %s is not supported: %s\n",
+				arg, refused_opts[i].why);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int opt_proc(void *data, const char *arg, int key,
@@ -1092,12 +1244,19 @@ static int opt_proc(void *data, const char *arg, int key,
 		o->bad = 1;
 		return -1;
 	default:
-		if (arg[0] == '-')
+		if (arg[0] == '-') {
 			fprintf(stderr, "foliofs: unknown argument '%s' "
 				"(see foliofs --help)\n", arg);
-		else
-			fprintf(stderr, "foliofs: unknown option '-o %s' "
-				"(see foliofs --help)\n", arg);
+		} else {
+			switch (generic_option(o, arg)) {
+			case 1:
+				return 0;
+			case 0:
+				fprintf(stderr, "foliofs: unknown option '-o %s' "
+					"(see foliofs --help)\n", arg);
+				break;
+			}
+		}
 		o->bad = 1;
 		return -1;
 	}
@@ -1238,6 +1397,8 @@ static int check_options(const struct options *o, struct config *c)
 	if (o->kcache) {
 		if (!strcmp(o->kcache, "on") || !strcmp(o->kcache, "1"))
 			fe.kcache = true;
+		else if (!strcmp(o->kcache, "writeback"))
+			fe.kcache = fe.wbcache = true;
 		else if (strcmp(o->kcache, "off") && strcmp(o->kcache, "0"))
 			BAD_OPT("kcache", o->kcache);
 	}
@@ -1434,6 +1595,419 @@ static void daemon_ready(int fd)
 	close(fd);
 }
 
+/* ---- Statistics socket --------------------------------------------------- */
+
+/*
+ * One thread answers each connection with one JSON object (stats_json())
+ * and closes it. It never waits on a client for long: accepted sockets are
+ * non-blocking, a client that has not taken the answer after
+ * STATS_SEND_MS is dropped, and one that went away costs an EPIPE (never a
+ * SIGPIPE: MSG_NOSIGNAL). The main thread stops it by writing to a pipe
+ * the thread polls beside the listening socket.
+ *
+ * The socket is named after the mount's st_dev, which the kernel gives the
+ * FUSE superblock at mount: read from /proc/self/mountinfo, since a stat()
+ * of the mountpoint would wait on our own session, which is not serving
+ * yet. Only the main thread touches `stats`, but for the fields the server
+ * thread reads, which are set before it starts and not changed until it
+ * has been joined.
+ */
+#define STATS_DIR	"/run/foliofs"
+#define STATS_SEND_MS	1000
+#define STATS_JSON_MAX	4096
+
+struct stats_server {
+	int		listen_fd;	/* -1: not serving */
+	int		stop[2];	/* pipe: a byte in stop[1] stops it */
+	pthread_t	thread;
+	dev_t		dev;		/* the mount's st_dev */
+	ino_t		sock_ino;	/* of our socket file, to unlink only it */
+	char		path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char	*image;		/* absolute */
+	const char	*mountpoint;	/* canonical */
+	struct timespec	start;		/* CLOCK_MONOTONIC, at mount */
+};
+
+static struct stats_server stats = { .listen_fd = -1, .stop = { -1, -1 } };
+
+/* unescape_octal() - undo mountinfo's \ooo escapes (space, tab, newline,
+ * backslash) in place. */
+static void unescape_octal(char *s)
+{
+	char *out = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+					(s[3] - '0'));
+			s += 4;
+		} else {
+			*out++ = *s++;
+		}
+	}
+	*out = '\0';
+}
+
+/*
+ * mount_dev() - the st_dev of the FUSE mount at @mnt (canonical path): the
+ * major:minor of the last (topmost) mountinfo line for @mnt of type
+ * fuse.foliofs, or plain fuse where the kernel has no subtypes.
+ * Return: 0, -ENOENT if there is none, or -errno reading mountinfo.
+ */
+static int mount_dev(const char *mnt, dev_t *dev)
+{
+	unsigned int major, minor;
+	char *line = NULL, *mp = NULL, *type = NULL, *sep;
+	size_t cap = 0;
+	int ret = -ENOENT;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - TYPE ...;
+		 * paths have their blanks escaped, so " - " is the separator. */
+		sep = strstr(line, " - ");
+		if (!sep ||
+		    sscanf(line, "%*u %*u %u:%u %*s %ms", &major, &minor,
+			   &mp) != 3)
+			continue;
+		if (sscanf(sep, " - %ms", &type) == 1) {
+			unescape_octal(mp);
+			if (!strcmp(mp, mnt) && (!strcmp(type, "fuse.foliofs") ||
+						 !strcmp(type, "fuse"))) {
+				*dev = makedev(major, minor);
+				ret = 0;
+			}
+		}
+		free(mp);
+		free(type);
+		mp = type = NULL;
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+/* A bounded string builder: what does not fit is cut, and said so. */
+struct jbuf {
+	char	*p;
+	size_t	len;
+	size_t	cap;
+	bool	cut;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void jprintf(struct jbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->cut)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->cap - b->len)
+		b->cut = true;
+	else
+		b->len += n;
+}
+
+/* jstring() - @s as a JSON string: quotes, backslashes and control
+ * characters escaped; other bytes as they are. */
+static void jstring(struct jbuf *b, const char *s)
+{
+	jprintf(b, "\"");
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			jprintf(b, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			jprintf(b, "\\u%04x", (unsigned char)*s);
+		else
+			jprintf(b, "%c", *s);
+	}
+	jprintf(b, "\"");
+}
+
+#define JU64(b, st, field) \
+	jprintf(b, ",\"" #field "\":%llu", (unsigned long long)(st)->field)
+
+/*
+ * stats_json() - one line of JSON: what foliofs_stats() and
+ * foliofs_statfs() say, with the time, the mount and the daemon.
+ * Return: its length (without a NUL), or -errno.
+ */
+static int stats_json(char *buf, size_t cap)
+{
+	struct jbuf b = { .p = buf, .cap = cap };
+	struct foliofs_stats st;
+	struct foliofs_statfs sf;
+	struct timespec now, mono;
+	double uptime;
+	int ret, i;
+
+	ret = foliofs_stats(fe.fs, &st);
+	if (ret)
+		return ret;
+	ret = foliofs_statfs(fe.fs, &sf);
+	if (ret)
+		return ret;
+	clock_gettime(CLOCK_REALTIME, &now);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	uptime = (double)(mono.tv_sec - stats.start.tv_sec) +
+		 (mono.tv_nsec - stats.start.tv_nsec) / 1e9;
+
+	jprintf(&b, "{\"foliofs_stats\":1,\"version\":");
+	jstring(&b, foliofs_version());
+	jprintf(&b, ",\"time\":%lld.%06ld,\"uptime\":%.6f,\"pid\":%ld,"
+		"\"dev\":%llu,\"mountpoint\":", (long long)now.tv_sec,
+		now.tv_nsec / 1000, uptime, (long)getpid(),
+		(unsigned long long)stats.dev);
+	jstring(&b, stats.mountpoint);
+	jprintf(&b, ",\"image\":");
+	jstring(&b, stats.image);
+	jprintf(&b, ",\"block_size\":%llu",
+		(unsigned long long)sf.block_size);
+	JU64(&b, &st, cached_bytes);
+	jprintf(&b, ",\"cached_bytes_by_order\":[");
+	for (i = 0; i < 10; i++)
+		jprintf(&b, "%s%llu", i ? "," : "",
+			(unsigned long long)st.cached_bytes_by_order[i]);
+	jprintf(&b, "]");
+	JU64(&b, &st, cache_limit_bytes);
+	JU64(&b, &st, hits);
+	JU64(&b, &st, misses);
+	JU64(&b, &st, readahead_pages);
+	JU64(&b, &st, dirty_bytes);
+	JU64(&b, &st, writeback_bytes);
+	JU64(&b, &st, written_bytes);
+	JU64(&b, &st, writeback_errors);
+	JU64(&b, &st, reserved_blocks);
+	JU64(&b, &st, pinned_folios);
+	JU64(&b, &st, reclaimed_folios);
+	JU64(&b, &st, splits);
+	JU64(&b, &st, split_failures);
+	JU64(&b, &st, throttled_writes);
+	JU64(&b, &st, commits);
+	JU64(&b, &st, log_bytes);
+	JU64(&b, &st, log_used_bytes);
+	JU64(&b, &st, log_size_bytes);
+	JU64(&b, &st, checkpoints);
+	JU64(&b, &st, inodes);
+	JU64(&b, &st, free_blocks);
+	JU64(&b, &st, total_blocks);
+	jprintf(&b, "}\n");
+	/* Only paths of thousands of bytes could do this. */
+	return b.cut ? -ENAMETOOLONG : (int)b.len;
+}
+
+/* stats_answer() - send the answer to a connected, non-blocking @fd, giving
+ * up when the client goes away or takes longer than STATS_SEND_MS. */
+static void stats_answer(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	char buf[STATS_JSON_MAX];
+	struct timespec t0, t;
+	size_t off = 0;
+	ssize_t n;
+	int len, left;
+
+	len = stats_json(buf, sizeof(buf));
+	if (len < 0) {
+		len = snprintf(buf, sizeof(buf), "{\"error\":\"%s\"}\n",
+			       strerror(-len));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (off < (size_t)len) {
+		n = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			off += n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return;		/* gone: EPIPE, ECONNRESET */
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = STATS_SEND_MS - (int)((t.tv_sec - t0.tv_sec) * 1000 +
+					     (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return;		/* a client that reads nothing */
+	}
+}
+
+/* The server thread. Registered with the engine by foliofs_stats(). */
+static void *stats_thread(void *arg)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = stats.listen_fd, .events = POLLIN },
+		{ .fd = stats.stop[0], .events = POLLIN },
+	};
+	int fd;
+
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents & (POLLERR | POLLNVAL))
+			break;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		fd = accept4(stats.listen_fd, NULL, NULL,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			/* EMFILE, ENOBUFS, ...: the connection stays queued;
+			 * wait a little (for the stop pipe) rather than spin. */
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				poll(&pfd[1], 1, 100);
+			continue;
+		}
+		stats_answer(fd);
+		close(fd);
+	}
+	foliofs_thread_exit();
+	return NULL;
+}
+
+/*
+ * stats_dir() - make the directory the socket goes in: /run/foliofs (0755)
+ * if we may write there, else /run/user/<uid>/foliofs (0700) for a daemon
+ * of an unprivileged user. Return: 0 and @dir, or -errno.
+ */
+static int stats_dir(char *dir, size_t len)
+{
+	char user[64];
+
+	if (!mkdir(STATS_DIR, 0755))
+		chmod(STATS_DIR, 0755);		/* whatever the umask */
+	if (access(STATS_DIR, W_OK | X_OK) == 0) {
+		snprintf(dir, len, "%s", STATS_DIR);
+		return 0;
+	}
+	snprintf(user, sizeof(user), "/run/user/%u", (unsigned int)geteuid());
+	if (access(user, W_OK | X_OK))
+		return -EACCES;
+	snprintf(dir, len, "%s/foliofs", user);
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * stats_start() - serve statistics for the mount at @mnt (canonical). A
+ * failure is said and leaves the mount without statistics; the mount goes
+ * on. Only members of the mount's users may connect: the socket is 0600,
+ * or 0666 with allow_other.
+ */
+static void stats_start(const char *mnt, const char *image, bool allow_other)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	sigset_t block, old;
+	char dir[PATH_MAX];
+	const char *what;
+	struct stat st;
+	int fd = -1, ret;
+
+	stats.image = image;
+	stats.mountpoint = mnt;
+	clock_gettime(CLOCK_MONOTONIC, &stats.start);
+	what = "finding the mount in /proc/self/mountinfo";
+	ret = mount_dev(mnt, &stats.dev);
+	if (ret)
+		goto out_fail;
+	what = "making " STATS_DIR;
+	ret = stats_dir(dir, sizeof(dir));
+	if (ret)
+		goto out_fail;
+	what = "naming the socket";
+	ret = -ENAMETOOLONG;
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%llu.sock",
+			     dir, (unsigned long long)stats.dev) >=
+	    sizeof(sa.sun_path))
+		goto out_fail;
+	what = sa.sun_path;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto out_errno;
+	/* A socket left by a daemon that died: its mount is gone, so the
+	 * number is free again. */
+	if (!lstat(sa.sun_path, &st) && S_ISSOCK(st.st_mode))
+		unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		goto out_errno;
+	if (chmod(sa.sun_path, allow_other ? 0666 : 0600) ||
+	    lstat(sa.sun_path, &st) || listen(fd, 16))
+		goto out_unlink;
+	stats.sock_ino = st.st_ino;
+	memcpy(stats.path, sa.sun_path, sizeof(stats.path));
+	if (pipe2(stats.stop, O_CLOEXEC))
+		goto out_unlink;
+	stats.listen_fd = fd;
+
+	/* As the engine's threads: the signals that end the session must
+	 * land on a libfuse thread. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	ret = pthread_create(&stats.thread, NULL, stats_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		errno = ret;
+		stats.listen_fd = -1;
+		close(stats.stop[0]);
+		close(stats.stop[1]);
+		stats.stop[0] = stats.stop[1] = -1;
+		goto out_unlink;
+	}
+	return;
+
+out_unlink:
+	ret = -errno;
+	unlink(sa.sun_path);
+	stats.path[0] = '\0';
+	goto out_close;
+out_errno:
+	ret = -errno;
+out_close:
+	if (fd >= 0)
+		close(fd);
+out_fail:
+	fprintf(stderr, "foliofs: no statistics for foliofs-stat: %s: %s\n",
+		what, strerror(-ret));
+}
+
+/* stats_stop() - stop the server and remove its socket (if it is still
+ * ours: the number may already belong to a newer mount). */
+static void stats_stop(void)
+{
+	struct stat st;
+	char c = 0;
+
+	if (stats.listen_fd < 0)
+		return;
+	if (write(stats.stop[1], &c, 1) != 1) {
+		/* cannot happen: an empty pipe */
+	}
+	pthread_join(stats.thread, NULL);
+	if (!lstat(stats.path, &st) && st.st_ino == stats.sock_ino)
+		unlink(stats.path);
+	close(stats.listen_fd);
+	close(stats.stop[0]);
+	close(stats.stop[1]);
+	stats.listen_fd = stats.stop[0] = stats.stop[1] = -1;
+}
+
 /* session_args() - what fuse_session_new() is told: the kernel options. */
 static int session_args(const struct options *o, const char *image,
 			struct fuse_args *args)
@@ -1452,7 +2026,8 @@ static int session_args(const struct options *o, const char *image,
 	    fuse_opt_add_opt(&opts, "subtype=foliofs") ||
 	    fuse_opt_add_opt_escaped(&opts, fsname) ||
 	    (o->allow_other && fuse_opt_add_opt(&opts, "allow_other")) ||
-	    (o->readonly && fuse_opt_add_opt(&opts, "ro")))
+	    (o->readonly && fuse_opt_add_opt(&opts, "ro")) ||
+	    (o->kern_opts && fuse_opt_add_opt(&opts, o->kern_opts)))
 		goto out_free;
 	if (fuse_opt_add_arg(args, "-o") || fuse_opt_add_arg(args, opts))
 		goto out_free;
@@ -1463,8 +2038,12 @@ out_free:
 	return ret;
 }
 
+/*
+ * run_session() - mount at @mnt (o->mountpoint made canonical) and serve
+ * until the kernel or a signal ends the session.
+ */
 static int run_session(const struct options *o, const char *image,
-		       const struct config *c, int ready_fd)
+		       const char *mnt, const struct config *c, int ready_fd)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *lc;
@@ -1493,10 +2072,14 @@ static int run_session(const struct options *o, const char *image,
 	/* Keep every worker: retiring one unregisters it from RCU. */
 	fuse_loop_cfg_set_idle_threads(lc, c->max_threads);
 
+	/* Before daemon_ready(): when `foliofs` or mount(8) returns, the
+	 * socket is there. */
+	stats_start(mnt, image, o->allow_other);
 	daemon_ready(ready_fd);
 	/* A positive return is the signal that ended the session: a
 	 * clean stop. */
 	ret = fuse_session_loop_mt(se, lc) < 0 ? 1 : 0;
+	stats_stop();
 	fuse_loop_cfg_destroy(lc);
 out_unmount:
 	fuse_session_unmount(se);
@@ -1515,7 +2098,8 @@ static void free_options(struct options *o)
 		       &o->dirty_bytes, &o->dirty_background_bytes,
 		       &o->dirty_expire_ms, &o->commit_ms, &o->flusher_threads,
 		       &o->attr_timeout, &o->entry_timeout,
-		       &o->negative_timeout, &o->kcache, &o->max_threads };
+		       &o->negative_timeout, &o->kcache, &o->max_threads,
+		       &o->kern_opts };
 	size_t i;
 
 	for (i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
@@ -1530,7 +2114,7 @@ int main(int argc, char *argv[])
 	struct options o = { 0 };
 	struct config c;
 	sigset_t stop, old;
-	char *image = NULL;
+	char *image = NULL, *mnt = NULL;
 	int ready_fd = -1;
 	int ret = 1;
 
@@ -1564,6 +2148,13 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "foliofs: out of memory\n");
 		goto out;
 	}
+	/* Canonical now: once mounted, resolving it would ask ourselves. */
+	mnt = realpath(o.mountpoint, NULL);
+	if (!mnt) {
+		fprintf(stderr, "foliofs: mountpoint %s: %s\n", o.mountpoint,
+			strerror(errno));
+		goto out;
+	}
 	if (pthread_key_create(&thread_key, thread_destroy)) {
 		fprintf(stderr, "foliofs: pthread_key_create failed\n");
 		goto out;
@@ -1592,7 +2183,7 @@ int main(int argc, char *argv[])
 	}
 	fe.debug = o.debug;
 
-	ret = run_session(&o, image, &c, ready_fd);
+	ret = run_session(&o, image, mnt, &c, ready_fd);
 
 	/* Every worker has been joined; the kernel will release nothing
 	 * more. */
@@ -1605,6 +2196,7 @@ int main(int argc, char *argv[])
 	fe.fs = NULL;
 	foliofs_thread_exit();
 out:
+	free(mnt);
 	free(image);
 	free_options(&o);
 	fuse_opt_free_args(&args);
