@@ -398,20 +398,49 @@ static int mkfs_store(struct backing *store, const char *path,
 int foliofs_mkfs(const char *path, const struct foliofs_mkfs_opts *opts)
 {
 	struct backing *store;
-	int ret;
+	int ret, lock_fd;
 
 	enter();
 	errmsg[0] = '\0';
+	/* A mounted volume holds the image's lock (foliofs_mount), and a
+	 * mounted block device refuses O_EXCL: never format under a mount,
+	 * force or not. The lock is held until the format is done. */
+	lock_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (lock_fd >= 0) {
+		struct stat st;
+
+		if (flock(lock_fd, LOCK_EX | LOCK_NB)) {
+			close(lock_fd);
+			fs_set_errmsg("%s is mounted; unmount it first", path);
+			return -EBUSY;
+		}
+		if (!fstat(lock_fd, &st) && S_ISBLK(st.st_mode)) {
+			int ex = open(path, O_RDWR | O_EXCL | O_CLOEXEC);
+
+			if (ex < 0) {
+				ret = -errno;
+				close(lock_fd);
+				fs_set_errmsg("%s is in use (mounted?): %s", path,
+					      strerror(-ret));
+				return ret == -EBUSY ? -EBUSY : ret;
+			}
+			close(ex);
+		}
+	}
 	ret = backing_open(path, BACKING_CREATE, &store);
 	if (ret == -EINVAL)
 		ret = backing_open(path, BACKING_CREATE | BACKING_NO_DIRECT,
 				   &store);
 	if (ret) {
 		fs_set_errmsg("cannot open %s: %s", path, strerror(-ret));
+		if (lock_fd >= 0)
+			close(lock_fd);
 		return ret;
 	}
 	ret = mkfs_store(store, path, opts);
 	backing_close(store);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return ret;
 }
 

@@ -116,8 +116,9 @@ struct foliofs_mkfs_opts {
 /**
  * foliofs_mkfs() - format @path (created if missing) as an empty volume
  * holding a root directory.
- * Return: 0; -EEXIST (a foliofs volume is there and !force); -EBUSY (a
- * mounted block device); -EINVAL (bad options: a size under 1 MiB, a block
+ * Return: 0; -EEXIST (a foliofs volume is there and !force); -EBUSY (the
+ * image is mounted by foliofs, or a block device is in use; even with
+ * force); -EINVAL (bad options: a size under 1 MiB, a block
  * size other than 4096, a label too long); or the store's errno.
  */
 FOLIOFS_API int foliofs_mkfs(const char *path,

@@ -647,8 +647,14 @@ static void test_mount_missing_and_locked(void **state)
 	assert_non_null(strstr(foliofs_strerror(), "in use"));
 	ro.readonly = 1;
 	assert_int_equal(foliofs_mount(path, &ro, &fs2), -EWOULDBLOCK);
-	/* mkfs without force and fsck leave a mounted image alone. */
-	assert_int_equal(foliofs_mkfs(path, NULL), -EEXIST);
+	/* mkfs, even forced, and fsck leave a mounted image alone. */
+	assert_int_equal(foliofs_mkfs(path, NULL), -EBUSY);
+	{
+		struct foliofs_mkfs_opts force = { .force = 1 };
+
+		assert_int_equal(foliofs_mkfs(path, &force), -EBUSY);
+		assert_non_null(strstr(foliofs_strerror(), "mounted"));
+	}
 	assert_int_equal(foliofs_fsck(path, 0, NULL, NULL), FOLIOFS_FSCK_FAILED);
 	/* The first mount is unharmed by the attempts. */
 	assert_int_equal(foliofs_mkdir_path(fs, "/still-here", 0755), 0);
