@@ -588,12 +588,80 @@ static int rebuild_space(struct foliofs *fs, char *msg, size_t msg_len)
 static int check_tree(struct foliofs *fs, char *msg, size_t msg_len)
 {
 	struct fs_inode *root = xa_load(&fs->inodes, FOLIOFS_ROOT_INO);
+	struct fs_inode **queue;
+	unsigned long idx;
+	struct fs_inode *inode;
+	size_t head = 0, tail = 0;
+	int ret = 0;
 
 	if (!root || !S_ISDIR(root->mode)) {
 		snprintf(msg, msg_len, "the root directory is missing");
 		return -EUCLEAN;
 	}
-	return 0;
+	/*
+	 * Walk the tree from the root: every entry names an inode of its
+	 * type, every directory is named exactly once, and every linked
+	 * directory is reached, so the tree has no cycle. This also sets
+	 * each directory's parent.
+	 */
+	queue = malloc((fs->nr_inodes + 1) * sizeof(*queue));
+	if (!queue)
+		return -ENOMEM;
+	xa_for_each(&fs->inodes, idx, inode)
+		inode->parent = 0;
+	root->parent = FOLIOFS_ROOT_INO;
+	queue[tail++] = root;
+	while (head < tail && !ret) {
+		struct fs_inode *dir = queue[head++];
+		struct fs_dirent *de;
+		unsigned long cookie;
+
+		xa_for_each(&dir->dir->by_cookie, cookie, de) {
+			struct fs_inode *c = xa_load(&fs->inodes, de->ino);
+
+			if (!c) {
+				snprintf(msg, msg_len, "entry \"%s\" in directory "
+					 "%llu names missing inode %llu",
+					 de->name, (unsigned long long)dir->ino,
+					 (unsigned long long)de->ino);
+				ret = -EUCLEAN;
+				break;
+			}
+			if (de->type != mode_to_dt(c->mode)) {
+				snprintf(msg, msg_len, "entry \"%s\" in directory "
+					 "%llu has the wrong type for inode %llu",
+					 de->name, (unsigned long long)dir->ino,
+					 (unsigned long long)c->ino);
+				ret = -EUCLEAN;
+				break;
+			}
+			if (!S_ISDIR(c->mode))
+				continue;
+			if (c->parent || c == root || tail > fs->nr_inodes) {
+				snprintf(msg, msg_len, "directory %llu is named "
+					 "more than once (a loop in the tree)",
+					 (unsigned long long)c->ino);
+				ret = -EUCLEAN;
+				break;
+			}
+			c->parent = dir->ino;
+			queue[tail++] = c;
+		}
+	}
+	if (!ret) {
+		xa_for_each(&fs->inodes, idx, inode) {
+			if (S_ISDIR(inode->mode) && inode->nlink &&
+			    !inode->parent) {
+				snprintf(msg, msg_len, "directory %llu cannot be "
+					 "reached from the root",
+					 (unsigned long long)inode->ino);
+				ret = -EUCLEAN;
+				break;
+			}
+		}
+	}
+	free(queue);
+	return ret;
 }
 
 /* Files unlinked while open when the volume went down: delete them now. */
@@ -1196,6 +1264,7 @@ static int make_node(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 	}
 	inode->generation = fs->next_gen;
 	inode->nlink = S_ISDIR(mode) ? 2 : 1;
+	inode->parent = S_ISDIR(mode) ? dir->ino : 0;
 	inode->uid = cred ? cred->uid : geteuid();
 	inode->gid = cred ? cred->gid : getegid();
 	/* BSD group semantics with setgid directories, as Linux does. */
@@ -1464,25 +1533,25 @@ int foliofs_rmdir(struct foliofs *fs, foliofs_ino_t parent, const char *name)
 	return remove_entry(fs, parent, name, true);
 }
 
-/* Is @anc an ancestor of (or the same as) directory @d? ns_lock held. */
+/*
+ * Is @anc an ancestor of (or the same as) directory @d? Walks up the parent
+ * links (O(depth)); a walk longer than there are inodes means a loop,
+ * which mount refuses, so it answers true (refuse the rename) then.
+ * ns_lock held.
+ */
 static bool is_ancestor(struct foliofs *fs, struct fs_inode *anc,
 			struct fs_inode *d)
 {
-	/* Directories have one parent; find it by scanning would be slow, so
-	 * walk down from @anc instead: is @d inside @anc's subtree? */
-	unsigned long idx;
-	struct fs_dirent *de;
+	uint64_t steps = 0;
 
-	if (anc == d)
-		return true;
-	xa_for_each(&anc->dir->by_cookie, idx, de) {
-		struct fs_inode *c;
-
-		if (de->type != DT_DIR)
-			continue;
-		c = fs_iget_locked(fs, de->ino);
-		if (c && c->dir && is_ancestor(fs, c, d))
+	while (d) {
+		if (d == anc)
 			return true;
+		if (d->ino == FOLIOFS_ROOT_INO)
+			return false;
+		if (++steps > fs->nr_inodes)
+			return true;
+		d = fs_iget_locked(fs, d->parent);
 	}
 	return false;
 }
@@ -1492,6 +1561,7 @@ static void set_dotdot(struct foliofs *fs, struct fs_inode *moved,
 {
 	if (!S_ISDIR(moved->mode) || from == to)
 		return;
+	moved->parent = to->ino;
 	pthread_mutex_lock(&from->attr_lock);
 	from->nlink--;
 	tx_inode(fs, from);

@@ -122,6 +122,7 @@ struct fs_inode {
 	struct filemap		map;		/* regular files; size = i_size */
 	struct xarray		extents;	/* lblk -> ext_mk() */
 	struct fs_dir		*dir;		/* directories */
+	uint64_t		parent;		/* directories: ns_lock */
 	char			*symlink;	/* symlinks */
 
 	/* Writeback errors, errseq style (law 11): seq bumps per error. */

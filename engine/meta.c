@@ -376,7 +376,14 @@ int fs_commit(struct foliofs *fs, uint64_t gen)
 	pthread_mutex_lock(&fs->commit_lock);
 	if (gen != UINT64_MAX &&
 	    __atomic_load_n(&fs->committed_gen, __ATOMIC_ACQUIRE) > gen) {
-		ret = fs->commit_err;
+		/*
+		 * Our records are in, but data written in place needs no
+		 * record: an fsync that only overwrote blocks still needs
+		 * the flush that makes them durable.
+		 */
+		ret = flush_data(fs);
+		if (!ret)
+			ret = fs->commit_err;
 		goto out;
 	}
 	if (journal_used_bytes(fs->journal) >
@@ -387,6 +394,9 @@ int fs_commit(struct foliofs *fs, uint64_t gen)
 	mygen = tx_take(fs, &old, &seq);
 	if (!old.len) {
 		free(old.data);
+		ret = flush_data(fs);	/* in-place overwrites (see above) */
+		if (ret)
+			goto out;
 		space_commit_done(fs->space, seq);
 		__atomic_store_n(&fs->committed_gen, mygen + 1, __ATOMIC_RELEASE);
 		ret = fs->commit_err;

@@ -463,7 +463,8 @@ static void bf_prep(struct backing_file *bf, struct bring *br,
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&br->ring);
 	int fd = br->fixed_file ? 0 : bf->fd;
 	uint32_t len = r->len - r->done;
-	char *buf = (char *)r->buf + r->done;
+	/* A flush has no buffer: no arithmetic on its NULL. */
+	char *buf = r->buf ? (char *)r->buf + r->done : NULL;
 	uint64_t off = r->off + r->done;
 
 	/* bf_run() never has more in flight than the ring has entries. */

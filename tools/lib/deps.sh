@@ -2,6 +2,8 @@
 # deps.sh - installs the Debian packages foliofs builds, tests and benchmarks
 # with, only when some are missing. Sourced by tools/test.sh and tools/demo.sh.
 
+# The libFuzzer campaign (-Dfuzz=true) also needs clang and libclang-rt-dev;
+# tests/fuzz/README.md says how. CI runs the gcc-built fuzz-smoke instead.
 FOLIOFS_DEPS=(meson ninja-build pkg-config gcc python3 libfuse3-dev fuse3
 	liburing-dev liburcu-dev libxxhash-dev libjemalloc-dev libcmocka-dev fio
 	e2fsprogs util-linux gnuplot-nox)
