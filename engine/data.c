@@ -662,15 +662,23 @@ log_attrs:
 
 /* ---- Dirty inodes and the flusher --------------------------------------------- */
 
+/*
+ * Called after the caller dirtied @inode's cache (the DIRTY mark is set).
+ * The lock-free check pairs with drop_from_dirty(): either it sees the
+ * inode still listed after its removal was decided, and that removal then
+ * sees our DIRTY mark and keeps the inode, or it sees it unlisted and
+ * lists it. The full fences on both sides make one of the two true.
+ */
 void fs_note_dirty(struct fs_inode *inode)
 {
 	struct foliofs *fs = inode->fs;
 
-	if (__atomic_load_n(&inode->on_dirty_list, __ATOMIC_RELAXED))
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&inode->on_dirty_list, __ATOMIC_SEQ_CST))
 		return;
 	pthread_mutex_lock(&fs->dirty_lock);
 	if (!inode->on_dirty_list && !inode->dead) {
-		inode->on_dirty_list = true;
+		__atomic_store_n(&inode->on_dirty_list, true, __ATOMIC_SEQ_CST);
 		inode->dirtied_ns = fs_now_ns();
 		cds_list_add_tail(&inode->dirty_node, &fs->dirty_list);
 	}
@@ -712,8 +720,15 @@ static void drop_from_dirty(struct foliofs *fs, struct fs_inode *inode)
 {
 	pthread_mutex_lock(&fs->dirty_lock);
 	if (inode->on_dirty_list && !xa_marked(&inode->map.pages, FM_DIRTY)) {
-		cds_list_del_init(&inode->dirty_node);
-		__atomic_store_n(&inode->on_dirty_list, false, __ATOMIC_RELAXED);
+		__atomic_store_n(&inode->on_dirty_list, false, __ATOMIC_SEQ_CST);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		/* A writer that dirtied it meanwhile may have seen it listed
+		 * and left (fs_note_dirty): look again. */
+		if (xa_marked(&inode->map.pages, FM_DIRTY))
+			__atomic_store_n(&inode->on_dirty_list, true,
+					 __ATOMIC_SEQ_CST);
+		else
+			cds_list_del_init(&inode->dirty_node);
 	} else if (inode->on_dirty_list) {
 		/* Still dirty (a writer, or an error): to the back. */
 		cds_list_del(&inode->dirty_node);
@@ -956,6 +971,25 @@ int foliofs_fsync(struct foliofs_file *file, int datasync)
 }
 
 /* Map unmapped blocks of [@lblk, @end) as unwritten extents. */
+/*
+ * Does cached block @lblk hold a delalloc reservation? Such a block must
+ * stay unmapped until writeback allocates it from the reservation (law 7):
+ * mapping it here would leave the reservation with nothing to consume it.
+ */
+static bool block_reserved(struct fs_inode *inode, uint64_t lblk)
+{
+	struct folio *folio = filemap_get_folio(&inode->map, lblk);
+	bool ret;
+
+	if (!folio)
+		return false;
+	ret = blkstate_count_reserved(folio,
+				      (size_t)(lblk - folio->index) << PAGE_SHIFT,
+				      PAGE_SIZE) != 0;
+	folio_put(folio);
+	return ret;
+}
+
 static int prealloc(struct fs_inode *inode, uint64_t lblk, uint64_t end)
 {
 	struct foliofs *fs = inode->fs;
@@ -972,8 +1006,12 @@ static int prealloc(struct fs_inode *inode, uint64_t lblk, uint64_t end)
 			lblk++;
 			continue;
 		}
+		if (block_reserved(inode, lblk)) {
+			lblk++;
+			continue;
+		}
 		while (lblk + n < end && !xa_load(&inode->extents, lblk + n) &&
-		       n < (1U << 20))
+		       !block_reserved(inode, lblk + n) && n < (1U << 20))
 			n++;
 		got = space_alloc(fs->space, goal, 1, n, &start);
 		if (got < 0)
@@ -1039,9 +1077,9 @@ int foliofs_fallocate(struct foliofs_file *file, int mode, uint64_t off,
 		if (ret || (mode & FALLOC_FL_PUNCH_HOLE))
 			goto done;
 	}
-	/* Allocation: write back first, so no block in the range is
-	 * reserved for delalloc while we map it. */
-	ret = fs_writeback_inode(inode, false);
+	/* Allocation: write back first, so that what is dirty gets its
+	 * blocks now (prealloc skips blocks still reserved: write pins). */
+	ret = fs_writeback_inode(inode, true);
 	if (ret)
 		goto done;
 	pthread_mutex_lock(&inode->wb_lock);

@@ -296,7 +296,7 @@ void fs_evict_inode(struct foliofs *fs, struct fs_inode *inode)
 	pthread_mutex_lock(&fs->dirty_lock);
 	if (inode->on_dirty_list) {
 		cds_list_del_init(&inode->dirty_node);
-		inode->on_dirty_list = false;
+		__atomic_store_n(&inode->on_dirty_list, false, __ATOMIC_SEQ_CST);
 	}
 	pthread_mutex_unlock(&fs->dirty_lock);
 	if (S_ISREG(inode->mode)) {

@@ -295,6 +295,37 @@ static void test_punch_aligned_byte_after_evict(void **state)
 	free(buf);
 }
 
+/*
+ * fallocate over blocks a write just dirtied (still delalloc, in the
+ * folio at the end of the file that background writeback leaves to the
+ * appender): the blocks get their extents from their reservations, none
+ * is left reserved, and the data is intact after a remount.
+ */
+static void test_fallocate_over_fresh_writes(void **state)
+{
+	struct foliofs_mount_opts o = { 0 };
+	struct foliofs *fs = mount_fresh(64 * MIB, &o);
+	struct foliofs_file *f;
+	char buf[3 * 4096], back[sizeof(buf)];
+
+	memset(buf, 0x5d, sizeof(buf));
+	assert_int_equal(foliofs_open_path(fs, "/fa", O_CREAT | O_RDWR, 0644, &f), 0);
+	assert_int_equal(foliofs_write(f, buf, sizeof(buf), 0), sizeof(buf));
+	assert_int_equal(stats(fs).reserved_blocks, 3);
+	assert_int_equal(foliofs_fallocate(f, 0, 0, MIB), 0);
+	assert_int_equal(foliofs_fsync(f, 0), 0);
+	assert_int_equal(stats(fs).reserved_blocks, 0);
+	foliofs_release(f);
+	assert_int_equal(foliofs_unmount(fs), 0);
+	o.no_direct = (int)testimg_open_flags;
+	assert_int_equal(foliofs_mount(img, &o, &fs), 0);
+	assert_int_equal(foliofs_open_path(fs, "/fa", O_RDONLY, 0, &f), 0);
+	assert_int_equal(foliofs_read(f, back, sizeof(back), 0), sizeof(back));
+	assert_memory_equal(back, buf, sizeof(buf));
+	foliofs_release(f);
+	assert_int_equal(foliofs_unmount(fs), 0);
+}
+
 static int setup(void **state)
 {
 	return testimg_probe("test_writeback");
@@ -313,6 +344,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_expired_data_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tail_block_of_large_folio, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_punch_aligned_byte_after_evict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fallocate_over_fresh_writes, setup, teardown),
 	};
 
 	return run_isolated(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
