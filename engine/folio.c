@@ -59,6 +59,8 @@ void folio_fail_alloc(long after, long count)
 }
 
 
+long folio_nr_pinned;
+
 /* ---- Data ----------------------------------------------------------- */
 
 /* Order of a 2 MiB huge page of 4 KiB pages (x86-64, arm64 with 4K). */

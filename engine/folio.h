@@ -486,12 +486,16 @@ static inline void folio_ref_unfreeze(struct folio *folio, int count)
  *
  * Context: caller holds a reference. Lock-free.
  */
+/* Folios with at least one pin, process-wide (statistics). */
+extern long folio_nr_pinned;
+
 static inline void folio_pin(struct folio *folio)
 {
 	/* The reference first: a freeze that sees the pin must also fail on
 	 * the reference, and a freezer that won has no pin to miss. */
 	folio_get(folio);
-	__atomic_fetch_add(&folio->pincount, 1, __ATOMIC_ACQ_REL);
+	if (!__atomic_fetch_add(&folio->pincount, 1, __ATOMIC_ACQ_REL))
+		__atomic_add_fetch(&folio_nr_pinned, 1, __ATOMIC_RELAXED);
 }
 
 /**
@@ -504,6 +508,8 @@ static inline void folio_unpin(struct folio *folio)
 	int old = __atomic_fetch_sub(&folio->pincount, 1, __ATOMIC_ACQ_REL);
 
 	FOLIO_BUG_ON(old <= 0, folio);
+	if (old == 1)
+		__atomic_sub_fetch(&folio_nr_pinned, 1, __ATOMIC_RELAXED);
 	folio_put(folio);
 }
 

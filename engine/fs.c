@@ -2046,6 +2046,8 @@ int foliofs_stats(struct foliofs *fs, struct foliofs_stats *st)
 		(uint64_t)fs_counter_read(&fs->cache.stats.split_eagain) +
 		(uint64_t)fs_counter_read(&fs->cache.stats.split_ebusy);
 	st->dirty_bytes = fs_dirty_bytes();
+	st->pinned_folios = (uint64_t)__atomic_load_n(&folio_nr_pinned,
+						      __ATOMIC_RELAXED);
 	st->writeback_bytes = __atomic_load_n(&fs->st_writeback_now,
 					      __ATOMIC_RELAXED);
 	st->written_bytes = __atomic_load_n(&fs->st_written, __ATOMIC_RELAXED);

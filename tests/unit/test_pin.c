@@ -111,6 +111,12 @@ static void test_pin_survives_writeback(void **state)
 	assert_int_equal(foliofs_pin_write(f, 40960, 64 * 1024, iov, 8, &n, &pin),
 			 64 * 1024);
 	assert_int_equal(n, 1);		/* one large folio */
+	{
+		struct foliofs_stats st;
+
+		assert_int_equal(foliofs_stats(fs, &st), 0);
+		assert_int_equal(st.pinned_folios, 1);
+	}
 	/* Writeback cleans the pinned folio and turns reservations into
 	 * blocks. */
 	assert_int_equal(foliofs_fsync(f, 0), 0);
