@@ -967,8 +967,10 @@ int foliofs_statfs(struct foliofs *fs, struct foliofs_statfs *st)
 	space_stats(fs->space, &ss);
 	st->block_size = ss.block_size;
 	st->blocks = ss.usable;
-	st->bfree = ss.free > fs->ckpt_reserve ? ss.free - fs->ckpt_reserve : 0;
+	/* As ext4 does, delalloc reservations count as used: df shows what
+	 * written data will take, before writeback allocates it. */
 	st->bavail = ss.avail > 0 ? (uint64_t)ss.avail : 0;
+	st->bfree = st->bavail;
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	st->files = fs->nr_inodes;
 	pthread_rwlock_unlock(&fs->ns_lock);

@@ -189,8 +189,8 @@ FOLIOFS_API int foliofs_syncfs(struct foliofs *fs);
 struct foliofs_statfs {
 	uint64_t	block_size;	/* bytes */
 	uint64_t	blocks;		/* data blocks in the volume */
-	uint64_t	bfree;		/* free, reservations not counted */
-	uint64_t	bavail;		/* free minus delalloc reservations */
+	uint64_t	bfree;		/* free minus delalloc reservations */
+	uint64_t	bavail;		/* the same (no blocks kept for root) */
 	uint64_t	files;		/* inodes in use */
 	uint64_t	ffree;		/* inodes that could still be made */
 	uint32_t	name_max;
