@@ -307,6 +307,45 @@ static void test_pin_write_enospc(void **state)
 	assert_int_equal(foliofs_unmount(fs), 0);
 }
 
+/*
+ * A pin outlives its file: the FUSE frontend replies from a read pin, and
+ * the kernel may close the file before the reply's unpin. A write pin
+ * keeps the inode even when the file is closed and unlinked.
+ */
+static void test_pin_outlives_file(void **state)
+{
+	struct foliofs *fs = mount_fresh(64 * MIB, 0);
+	struct foliofs_file *f;
+	struct foliofs_pin *rp, *wp;
+	struct iovec iov[4], wiov[4];
+	unsigned int n, wn;
+	char a[8192];
+
+	fill(a, sizeof(a), 11);
+	assert_int_equal(foliofs_open_path(fs, "/o", O_CREAT | O_RDWR, 0644, &f), 0);
+	assert_int_equal(foliofs_write(f, a, sizeof(a), 0), (ssize_t)sizeof(a));
+	assert_int_equal(foliofs_pin_read(f, 0, 4096, iov, 4, &n, &rp), 4096);
+	assert_int_equal(foliofs_pin_write(f, 8192, 4096, wiov, 4, &wn, &wp),
+			 4096);
+	assert_int_equal(foliofs_release(f), 0);
+	assert_int_equal(foliofs_unlink_path(fs, "/o"), 0);
+	assert_memory_equal(iov[0].iov_base, a, 4096);
+	foliofs_unpin(rp, 0);
+	memset(wiov[0].iov_base, 0x44, 4096);
+	foliofs_unpin(wp, FOLIOFS_UNPIN_DIRTY);
+	/* The last reference went with the write pin: the file is gone. */
+	assert_int_equal(foliofs_syncfs(fs), 0);
+	assert_int_equal(reserved(fs), 0);
+	{
+		struct foliofs_stats st;
+
+		assert_int_equal(foliofs_stats(fs, &st), 0);
+		assert_int_equal(st.inodes, 1);
+		assert_int_equal(st.pinned_folios, 0);
+	}
+	assert_int_equal(foliofs_unmount(fs), 0);
+}
+
 static int setup(void **state)
 {
 	return testimg_probe("test_pin");
@@ -326,6 +365,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_pin_then_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pin_read_survives_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pin_write_enospc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pin_outlives_file, setup, teardown),
 	};
 
 	return run_isolated(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
