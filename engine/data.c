@@ -538,9 +538,10 @@ int fs_writeback_inode(struct fs_inode *inode, bool sync)
 	xa_mark_t mark = sync ? FM_TOWRITE : FM_DIRTY;
 	struct wb_batch *wb;
 	unsigned long idx = 0, skip_index = ULONG_MAX;
+	bool log_inode;
 	int ret = 0, err;
 
-	if (!S_ISREG(inode->mode) || fs->readonly)
+	if (!S_ISREG(inode->type) || fs->readonly)
 		return 0;
 	pthread_mutex_lock(&inode->wb_lock);
 	if (!xa_marked(&map->pages, FM_DIRTY) &&
@@ -648,8 +649,9 @@ log_attrs:
 		inode->disksize = (uint64_t)filemap_size(map);
 		inode->attr_dirty = true;
 	}
+	log_inode = inode->attr_dirty;
 	pthread_mutex_unlock(&inode->attr_lock);
-	if (inode->attr_dirty) {
+	if (log_inode) {
 		pthread_rwlock_rdlock(&fs->ns_lock);
 		pthread_mutex_lock(&fs->tx_lock);
 		tx_inode_locked(fs, inode);
@@ -664,21 +666,18 @@ log_attrs:
 
 /*
  * Called after the caller dirtied @inode's cache (the DIRTY mark is set).
- * The lock-free check pairs with drop_from_dirty(): either it sees the
- * inode still listed after its removal was decided, and that removal then
- * sees our DIRTY mark and keeps the inode, or it sees it unlisted and
- * lists it. The full fences on both sides make one of the two true.
+ * Always under dirty_lock: drop_from_dirty() decides under the same lock,
+ * after looking at the mark, so either it sees our mark and keeps the
+ * inode listed, or it took it off before we lock and we list it again.
+ * (A lock-free "already listed" check here could miss that removal.)
  */
 void fs_note_dirty(struct fs_inode *inode)
 {
 	struct foliofs *fs = inode->fs;
 
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&inode->on_dirty_list, __ATOMIC_SEQ_CST))
-		return;
 	pthread_mutex_lock(&fs->dirty_lock);
-	if (!inode->on_dirty_list && !inode->dead) {
-		__atomic_store_n(&inode->on_dirty_list, true, __ATOMIC_SEQ_CST);
+	if (!inode->on_dirty_list && !__atomic_load_n(&inode->dead, __ATOMIC_RELAXED)) {
+		inode->on_dirty_list = true;
 		inode->dirtied_ns = fs_now_ns();
 		cds_list_add_tail(&inode->dirty_node, &fs->dirty_list);
 	}
@@ -720,15 +719,8 @@ static void drop_from_dirty(struct foliofs *fs, struct fs_inode *inode)
 {
 	pthread_mutex_lock(&fs->dirty_lock);
 	if (inode->on_dirty_list && !xa_marked(&inode->map.pages, FM_DIRTY)) {
-		__atomic_store_n(&inode->on_dirty_list, false, __ATOMIC_SEQ_CST);
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		/* A writer that dirtied it meanwhile may have seen it listed
-		 * and left (fs_note_dirty): look again. */
-		if (xa_marked(&inode->map.pages, FM_DIRTY))
-			__atomic_store_n(&inode->on_dirty_list, true,
-					 __ATOMIC_SEQ_CST);
-		else
-			cds_list_del_init(&inode->dirty_node);
+		inode->on_dirty_list = false;
+		cds_list_del_init(&inode->dirty_node);
 	} else if (inode->on_dirty_list) {
 		/* Still dirty (a writer, or an error): to the back. */
 		cds_list_del(&inode->dirty_node);
@@ -780,7 +772,7 @@ static void *flusher_main(void *arg)
 		bool over, kicked;
 
 		pthread_mutex_lock(&fs->dirty_lock);
-		if (!fs->stopping && !fs->kick &&
+		if (!fs->stopping && !__atomic_load_n(&fs->kick, __ATOMIC_RELAXED) &&
 		    fs_dirty_bytes() <= fs->opts.dirty_background_bytes) {
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += (tick_ms % 1000) * 1000000L;
@@ -789,8 +781,8 @@ static void *flusher_main(void *arg)
 			pthread_cond_timedwait(&fs->flusher_wake, &fs->dirty_lock,
 					       &ts);
 		}
-		kicked = fs->kick;
-		fs->kick = false;
+		kicked = __atomic_load_n(&fs->kick, __ATOMIC_RELAXED);
+		__atomic_store_n(&fs->kick, false, __ATOMIC_RELAXED);
 		if (fs->stopping) {
 			pthread_mutex_unlock(&fs->dirty_lock);
 			break;
@@ -799,7 +791,8 @@ static void *flusher_main(void *arg)
 
 		over = fs_dirty_bytes() > fs->opts.dirty_background_bytes;
 		writeback_some(fs, over || kicked, false);
-		if (fs_now_ns() - fs->last_commit_ns >=
+		if (fs_now_ns() - __atomic_load_n(&fs->last_commit_ns,
+						  __ATOMIC_RELAXED) >=
 		    (int64_t)fs->opts.commit_ms * 1000000LL || over || kicked)
 			fs_commit(fs, UINT64_MAX);
 		cache_balance(&fs->cache);
@@ -840,7 +833,7 @@ void fs_balance_dirty(struct foliofs *fs)
 	if (dirty > fs->opts.dirty_background_bytes &&
 	    !__atomic_load_n(&fs->kick, __ATOMIC_RELAXED)) {
 		pthread_mutex_lock(&fs->dirty_lock);
-		fs->kick = true;
+		__atomic_store_n(&fs->kick, true, __ATOMIC_RELAXED);
 		pthread_cond_signal(&fs->flusher_wake);
 		pthread_mutex_unlock(&fs->dirty_lock);
 	}
@@ -853,7 +846,7 @@ void fs_balance_dirty(struct foliofs *fs)
 	       fs_now_ns() < deadline) {
 		struct timespec ts;
 
-		fs->kick = true;
+		__atomic_store_n(&fs->kick, true, __ATOMIC_RELAXED);
 		pthread_cond_signal(&fs->flusher_wake);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 50000000L;
@@ -874,9 +867,9 @@ ssize_t foliofs_read(struct foliofs_file *file, void *buf, size_t len,
 	ssize_t ret;
 
 	foliofs_thread_init();
-	if (S_ISDIR(inode->mode))
+	if (S_ISDIR(inode->type))
 		return -EISDIR;
-	if (!S_ISREG(inode->mode))
+	if (!S_ISREG(inode->type))
 		return -EINVAL;
 	if ((file->flags & O_ACCMODE) == O_WRONLY)
 		return -EBADF;
@@ -905,9 +898,9 @@ ssize_t foliofs_write(struct foliofs_file *file, const void *buf, size_t len,
 	foliofs_thread_init();
 	if (fs->readonly)
 		return -EROFS;
-	if (S_ISDIR(inode->mode))
+	if (S_ISDIR(inode->type))
 		return -EISDIR;
-	if (!S_ISREG(inode->mode))
+	if (!S_ISREG(inode->type))
 		return -EINVAL;
 	if ((file->flags & O_ACCMODE) == O_RDONLY)
 		return -EBADF;
@@ -1047,8 +1040,8 @@ int foliofs_fallocate(struct foliofs_file *file, int mode, uint64_t off,
 	foliofs_thread_init();
 	if (fs->readonly)
 		return -EROFS;
-	if (!S_ISREG(inode->mode))
-		return S_ISDIR(inode->mode) ? -EISDIR : -ENODEV;
+	if (!S_ISREG(inode->type))
+		return S_ISDIR(inode->type) ? -EISDIR : -ENODEV;
 	if ((file->flags & O_ACCMODE) == O_RDONLY)
 		return -EBADF;
 	if (!len || end < off)
@@ -1138,7 +1131,7 @@ int64_t foliofs_lseek(struct foliofs_file *file, uint64_t off, int whence)
 	foliofs_thread_init();
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return -EINVAL;
-	if (!S_ISREG(inode->mode))
+	if (!S_ISREG(inode->type))
 		return -EINVAL;
 	pthread_rwlock_rdlock(&inode->rwsem);
 	size = (uint64_t)filemap_size(&inode->map);
@@ -1187,8 +1180,8 @@ ssize_t foliofs_copy_range(struct foliofs_file *in, uint64_t off_in,
 	char *buf;
 
 	foliofs_thread_init();
-	if (!S_ISREG(in->inode->mode) || !S_ISREG(out->inode->mode))
-		return S_ISDIR(in->inode->mode) || S_ISDIR(out->inode->mode) ?
+	if (!S_ISREG(in->inode->type) || !S_ISREG(out->inode->type))
+		return S_ISDIR(in->inode->type) || S_ISDIR(out->inode->type) ?
 		       -EISDIR : -EINVAL;
 	buf = malloc(chunk);
 	if (!buf)
@@ -1218,8 +1211,16 @@ ssize_t foliofs_copy_range(struct foliofs_file *in, uint64_t off_in,
 
 /* ---- Pins ------------------------------------------------------------------------ */
 
+/*
+ * A pin does not hold its file: the file may be released (a FUSE reply
+ * is on its way to the kernel, which may close the file at once) before
+ * the unpin. A read pin needs only its folio references; a write pin
+ * holds an open reference on the inode, so the inode and its page cache
+ * outlive it even if the file is closed and unlinked meanwhile.
+ */
 struct foliofs_pin {
-	struct foliofs_file	*file;
+	struct foliofs		*fs;
+	struct fs_inode		*inode;
 	bool			write;
 	unsigned int		nseg;
 	struct filemap_pin_seg	segs[];
@@ -1239,8 +1240,8 @@ static ssize_t pin_common(struct foliofs_file *file, uint64_t off, size_t len,
 	foliofs_thread_init();
 	*out = NULL;
 	*niov = 0;
-	if (!S_ISREG(inode->mode))
-		return S_ISDIR(inode->mode) ? -EISDIR : -EINVAL;
+	if (!S_ISREG(inode->type))
+		return S_ISDIR(inode->type) ? -EISDIR : -EINVAL;
 	if (write && file->fs->readonly)
 		return -EROFS;
 	if ((file->flags & O_ACCMODE) == (write ? O_RDONLY : O_WRONLY))
@@ -1254,7 +1255,8 @@ static ssize_t pin_common(struct foliofs_file *file, uint64_t off, size_t len,
 	pin = malloc(sizeof(*pin) + max_iov * sizeof(pin->segs[0]));
 	if (!pin)
 		return -ENOMEM;
-	pin->file = file;
+	pin->fs = file->fs;
+	pin->inode = inode;
 	pin->write = write;
 	if (write) {
 		pthread_rwlock_rdlock(&inode->rwsem);
@@ -1274,6 +1276,11 @@ static ssize_t pin_common(struct foliofs_file *file, uint64_t off, size_t len,
 	if (ret <= 0) {
 		free(pin);
 		return ret;
+	}
+	if (write) {
+		pthread_rwlock_wrlock(&file->fs->ns_lock);
+		inode->nopen++;		/* dropped by foliofs_unpin() */
+		pthread_rwlock_unlock(&file->fs->ns_lock);
 	}
 	for (i = 0; i < pin->nseg; i++) {
 		iov[i].iov_base = (char *)folio_address(pin->segs[i].folio) +
@@ -1303,19 +1310,24 @@ void foliofs_unpin(struct foliofs_pin *pin, unsigned int flags)
 {
 	struct fs_inode *inode;
 	struct foliofs *fs;
+	unsigned int i;
 	bool dirty;
 
 	if (!pin)
 		return;
 	foliofs_thread_init();
-	inode = pin->file->inode;
-	fs = pin->file->fs;
-	dirty = pin->write && (flags & FOLIOFS_UNPIN_DIRTY);
-	if (pin->write)
-		pthread_rwlock_wrlock(&inode->rwsem);
+	if (!pin->write) {
+		for (i = 0; i < pin->nseg; i++)
+			folio_unpin(pin->segs[i].folio);
+		free(pin);
+		return;
+	}
+	inode = pin->inode;
+	fs = pin->fs;
+	dirty = flags & FOLIOFS_UNPIN_DIRTY;
+	pthread_rwlock_wrlock(&inode->rwsem);
 	filemap_unpin(&inode->map, pin->segs, pin->nseg, dirty);
-	if (pin->write)
-		pthread_rwlock_unlock(&inode->rwsem);
+	pthread_rwlock_unlock(&inode->rwsem);
 	if (dirty) {
 		pthread_mutex_lock(&inode->attr_lock);
 		inode->mtime_ns = inode->ctime_ns = fs_now_ns();
@@ -1324,6 +1336,7 @@ void foliofs_unpin(struct foliofs_pin *pin, unsigned int flags)
 		fs_note_dirty(inode);
 	}
 	free(pin);
+	fs_inode_put(fs, inode, 0, true);
 	if (dirty)
 		fs_balance_dirty(fs);
 }

@@ -194,6 +194,7 @@ struct fs_inode *fs_inode_new(struct foliofs *fs, uint64_t ino, uint32_t mode)
 	inode->fs = fs;
 	inode->ino = ino;
 	inode->mode = mode;
+	inode->type = mode & S_IFMT;
 	pthread_mutex_init(&inode->attr_lock, NULL);
 	pthread_rwlock_init(&inode->rwsem, NULL);
 	pthread_mutex_init(&inode->wb_lock, NULL);
@@ -296,10 +297,10 @@ void fs_evict_inode(struct foliofs *fs, struct fs_inode *inode)
 	pthread_mutex_lock(&fs->dirty_lock);
 	if (inode->on_dirty_list) {
 		cds_list_del_init(&inode->dirty_node);
-		__atomic_store_n(&inode->on_dirty_list, false, __ATOMIC_SEQ_CST);
+		inode->on_dirty_list = false;
 	}
 	pthread_mutex_unlock(&fs->dirty_lock);
-	if (S_ISREG(inode->mode)) {
+	if (S_ISREG(inode->type)) {
 		pthread_rwlock_wrlock(&inode->rwsem);
 		pthread_mutex_lock(&inode->wb_lock);
 		filemap_truncate(&inode->map, 0);
@@ -332,7 +333,7 @@ void fs_inode_put(struct foliofs *fs, struct fs_inode *inode, uint64_t nlookup,
 				 inode->nlookup - nlookup : 0;
 	if (!inode->nlookup && !inode->nopen && !inode->nlink &&
 	    !inode->dead) {
-		inode->dead = true;
+		__atomic_store_n(&inode->dead, true, __ATOMIC_RELAXED);
 		xa_erase(&fs->inodes, inode->ino);
 		fs->nr_inodes--;
 		evict = true;
@@ -347,7 +348,7 @@ static bool inode_unlinked_locked(struct foliofs *fs, struct fs_inode *inode)
 {
 	if (inode->nlink || inode->nlookup || inode->nopen || inode->dead)
 		return false;
-	inode->dead = true;
+	__atomic_store_n(&inode->dead, true, __ATOMIC_RELAXED);
 	xa_erase(&fs->inodes, inode->ino);
 	fs->nr_inodes--;
 	return true;
@@ -594,7 +595,7 @@ static int check_tree(struct foliofs *fs, char *msg, size_t msg_len)
 	size_t head = 0, tail = 0;
 	int ret = 0;
 
-	if (!root || !S_ISDIR(root->mode)) {
+	if (!root || !S_ISDIR(root->type)) {
 		snprintf(msg, msg_len, "the root directory is missing");
 		return -EUCLEAN;
 	}
@@ -627,7 +628,7 @@ static int check_tree(struct foliofs *fs, char *msg, size_t msg_len)
 				ret = -EUCLEAN;
 				break;
 			}
-			if (de->type != mode_to_dt(c->mode)) {
+			if (de->type != mode_to_dt(c->type)) {
 				snprintf(msg, msg_len, "entry \"%s\" in directory "
 					 "%llu has the wrong type for inode %llu",
 					 de->name, (unsigned long long)dir->ino,
@@ -635,7 +636,7 @@ static int check_tree(struct foliofs *fs, char *msg, size_t msg_len)
 				ret = -EUCLEAN;
 				break;
 			}
-			if (!S_ISDIR(c->mode))
+			if (!S_ISDIR(c->type))
 				continue;
 			if (c->parent || c == root || tail > fs->nr_inodes) {
 				snprintf(msg, msg_len, "directory %llu is named "
@@ -650,7 +651,7 @@ static int check_tree(struct foliofs *fs, char *msg, size_t msg_len)
 	}
 	if (!ret) {
 		xa_for_each(&fs->inodes, idx, inode) {
-			if (S_ISDIR(inode->mode) && inode->nlink &&
+			if (S_ISDIR(inode->type) && inode->nlink &&
 			    !inode->parent) {
 				snprintf(msg, msg_len, "directory %llu cannot be "
 					 "reached from the root",
@@ -674,7 +675,7 @@ static int drop_orphans(struct foliofs *fs)
 	xa_for_each(&fs->inodes, idx, inode) {
 		if (inode->nlink || idx == FOLIOFS_ROOT_INO)
 			continue;
-		inode->dead = true;
+		__atomic_store_n(&inode->dead, true, __ATOMIC_RELAXED);
 		xa_erase(&fs->inodes, idx);
 		fs->nr_inodes--;
 		fs_evict_inode(fs, inode);
@@ -688,7 +689,7 @@ static void want_writeback(struct fs_cache *cache, unsigned long bytes)
 	struct foliofs *fs = cache->owner;
 
 	pthread_mutex_lock(&fs->dirty_lock);
-	fs->kick = true;
+	__atomic_store_n(&fs->kick, true, __ATOMIC_RELAXED);
 	pthread_cond_signal(&fs->flusher_wake);
 	pthread_mutex_unlock(&fs->dirty_lock);
 }
@@ -908,7 +909,7 @@ static int mount_store(struct foliofs *fs, const char *image,
 		if (ret)
 			return mount_fail(fs, ret, image, "cannot start writeback");
 	}
-	fs->last_commit_ns = fs_now_ns();
+	__atomic_store_n(&fs->last_commit_ns, fs_now_ns(), __ATOMIC_RELAXED);
 	*out = fs;
 	return 0;
 }
@@ -1093,9 +1094,9 @@ int foliofs_setattr(struct foliofs *fs, foliofs_ino_t ino,
 	if (!inode)
 		return -ENOENT;
 	if (valid & FOLIOFS_SET_SIZE) {
-		if (S_ISDIR(inode->mode))
+		if (S_ISDIR(inode->type))
 			ret = -EISDIR;
-		else if (!S_ISREG(inode->mode))
+		else if (!S_ISREG(inode->type))
 			ret = -EINVAL;
 		else {
 			pthread_rwlock_wrlock(&inode->rwsem);
@@ -1115,7 +1116,7 @@ int foliofs_setattr(struct foliofs *fs, foliofs_ino_t ino,
 			if (valid & FOLIOFS_SET_GID)
 				inode->gid = in->gid;
 			/* chown(2) clears set-id bits on files. */
-			if (!S_ISDIR(inode->mode) && !(valid & FOLIOFS_SET_MODE))
+			if (!S_ISDIR(inode->type) && !(valid & FOLIOFS_SET_MODE))
 				inode->mode &= ~(S_ISUID | S_ISGID);
 		}
 		if (valid & FOLIOFS_SET_ATIME_NOW)
@@ -1166,7 +1167,7 @@ static int lookup_locked(struct foliofs *fs, struct fs_inode *parent,
 	size_t len;
 	int ret;
 
-	if (!S_ISDIR(parent->mode))
+	if (!S_ISDIR(parent->type))
 		return -ENOTDIR;
 	if (!strcmp(name, ".")) {
 		*out = parent;
@@ -1243,7 +1244,7 @@ static int make_node(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 		ret = -ENOENT;
 		goto out;
 	}
-	if (!S_ISDIR(dir->mode)) {
+	if (!S_ISDIR(dir->type)) {
 		ret = -ENOTDIR;
 		goto out;
 	}
@@ -1270,7 +1271,7 @@ static int make_node(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 	inode->uid = cred ? cred->uid : geteuid();
 	inode->gid = cred ? cred->gid : getegid();
 	/* BSD group semantics with setgid directories, as Linux does. */
-	if (dir->mode & S_ISGID) {
+	if (__atomic_load_n(&dir->mode, __ATOMIC_RELAXED) & S_ISGID) {
 		inode->gid = dir->gid;
 		if (S_ISDIR(mode))
 			inode->mode |= S_ISGID;
@@ -1378,7 +1379,7 @@ ssize_t foliofs_readlink(struct foliofs *fs, foliofs_ino_t ino, char *buf,
 	inode = fs_iget_locked(fs, ino);
 	if (!inode) {
 		ret = -ENOENT;
-	} else if (!S_ISLNK(inode->mode) || !inode->symlink) {
+	} else if (!S_ISLNK(inode->type) || !inode->symlink) {
 		ret = -EINVAL;
 	} else {
 		size_t len = strlen(inode->symlink);
@@ -1411,9 +1412,9 @@ int foliofs_link(struct foliofs *fs, foliofs_ino_t ino, foliofs_ino_t newparent,
 	inode = fs_iget_locked(fs, ino);
 	if (!dir || !inode) {
 		ret = -ENOENT;
-	} else if (!S_ISDIR(dir->mode)) {
+	} else if (!S_ISDIR(dir->type)) {
 		ret = -ENOTDIR;
-	} else if (S_ISDIR(inode->mode)) {
+	} else if (S_ISDIR(inode->type)) {
 		ret = -EPERM;
 	} else if (!inode->nlink || !dir->nlink) {
 		ret = -ENOENT;
@@ -1421,7 +1422,7 @@ int foliofs_link(struct foliofs *fs, foliofs_ino_t ino, foliofs_ino_t newparent,
 		ret = -EMLINK;
 	} else {
 		ret = fs_dir_add(dir, newname, len, inode->ino,
-				 mode_to_dt(inode->mode), 0);
+				 mode_to_dt(inode->type), 0);
 	}
 	if (!ret) {
 		pthread_mutex_lock(&fs->tx_lock);
@@ -1437,7 +1438,7 @@ int foliofs_link(struct foliofs *fs, foliofs_ino_t ino, foliofs_ino_t newparent,
 		pthread_mutex_unlock(&dir->attr_lock);
 		if (!ret)
 			ret = tx_dirent_add(fs, dir->ino, newname, len,
-					    inode->ino, mode_to_dt(inode->mode));
+					    inode->ino, mode_to_dt(inode->type));
 		pthread_mutex_unlock(&fs->tx_lock);
 		inode->nlookup++;
 		if (attr)
@@ -1459,7 +1460,7 @@ static struct fs_inode *drop_entry(struct foliofs *fs, struct fs_inode *dir,
 	fs_dir_del(dir, name, len);
 	tx_dirent_del(fs, dir->ino, name, len);
 	pthread_mutex_lock(&victim->attr_lock);
-	if (S_ISDIR(victim->mode)) {
+	if (S_ISDIR(victim->type)) {
 		victim->nlink = 0;
 	} else if (victim->nlink) {
 		victim->nlink--;
@@ -1468,7 +1469,7 @@ static struct fs_inode *drop_entry(struct foliofs *fs, struct fs_inode *dir,
 	tx_inode(fs, victim);
 	pthread_mutex_unlock(&victim->attr_lock);
 	pthread_mutex_lock(&dir->attr_lock);
-	if (S_ISDIR(victim->mode))
+	if (S_ISDIR(victim->type))
 		dir->nlink--;
 	dir->mtime_ns = dir->ctime_ns = now;
 	tx_inode(fs, dir);
@@ -1501,11 +1502,11 @@ static int remove_entry(struct foliofs *fs, foliofs_ino_t parent,
 	ret = lookup_locked(fs, dir, name, &victim);
 	if (ret)
 		goto out;
-	if (rmdir && !S_ISDIR(victim->mode)) {
+	if (rmdir && !S_ISDIR(victim->type)) {
 		ret = -ENOTDIR;
 		goto out;
 	}
-	if (!rmdir && S_ISDIR(victim->mode)) {
+	if (!rmdir && S_ISDIR(victim->type)) {
 		ret = -EISDIR;
 		goto out;
 	}
@@ -1561,7 +1562,7 @@ static bool is_ancestor(struct foliofs *fs, struct fs_inode *anc,
 static void set_dotdot(struct foliofs *fs, struct fs_inode *moved,
 		       struct fs_inode *from, struct fs_inode *to)
 {
-	if (!S_ISDIR(moved->mode) || from == to)
+	if (!S_ISDIR(moved->type) || from == to)
 		return;
 	moved->parent = to->ino;
 	pthread_mutex_lock(&from->attr_lock);
@@ -1603,7 +1604,7 @@ int foliofs_rename(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 		ret = -ENOENT;
 		goto out;
 	}
-	if (!S_ISDIR(sdir->mode) || !S_ISDIR(ddir->mode)) {
+	if (!S_ISDIR(sdir->type) || !S_ISDIR(ddir->type)) {
 		ret = -ENOTDIR;
 		goto out;
 	}
@@ -1631,25 +1632,25 @@ int foliofs_rename(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 	if (src == dst)
 		goto out;	/* same inode: POSIX says do nothing */
 	/* A directory may not move into its own subtree. */
-	if (S_ISDIR(src->mode) && sdir != ddir && is_ancestor(fs, src, ddir)) {
+	if (S_ISDIR(src->type) && sdir != ddir && is_ancestor(fs, src, ddir)) {
 		ret = -EINVAL;
 		goto out;
 	}
-	if (dst && (flags & FOLIOFS_RENAME_EXCHANGE) && S_ISDIR(dst->mode) &&
+	if (dst && (flags & FOLIOFS_RENAME_EXCHANGE) && S_ISDIR(dst->type) &&
 	    sdir != ddir && is_ancestor(fs, dst, sdir)) {
 		ret = -EINVAL;
 		goto out;
 	}
 	if (dst && !(flags & FOLIOFS_RENAME_EXCHANGE)) {
-		if (S_ISDIR(src->mode) && !S_ISDIR(dst->mode)) {
+		if (S_ISDIR(src->type) && !S_ISDIR(dst->type)) {
 			ret = -ENOTDIR;
 			goto out;
 		}
-		if (!S_ISDIR(src->mode) && S_ISDIR(dst->mode)) {
+		if (!S_ISDIR(src->type) && S_ISDIR(dst->type)) {
 			ret = -EISDIR;
 			goto out;
 		}
-		if (S_ISDIR(dst->mode) && dst->dir->nr) {
+		if (S_ISDIR(dst->type) && dst->dir->nr) {
 			ret = -ENOTEMPTY;
 			goto out;
 		}
@@ -1662,9 +1663,9 @@ int foliofs_rename(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 		struct fs_dirent *b = fs_dir_find(ddir->dir, newname, dlen);
 
 		a->ino = dst->ino;
-		a->type = mode_to_dt(dst->mode);
+		a->type = mode_to_dt(dst->type);
 		b->ino = src->ino;
-		b->type = mode_to_dt(src->mode);
+		b->type = mode_to_dt(src->type);
 		tx_dirent_del(fs, sdir->ino, name, slen);
 		tx_dirent_add(fs, sdir->ino, name, slen, dst->ino, a->type);
 		tx_dirent_del(fs, ddir->ino, newname, dlen);
@@ -1677,9 +1678,9 @@ int foliofs_rename(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 		fs_dir_del(sdir, name, slen);
 		tx_dirent_del(fs, sdir->ino, name, slen);
 		ret = fs_dir_add(ddir, newname, dlen, src->ino,
-				 mode_to_dt(src->mode), 0);
+				 mode_to_dt(src->type), 0);
 		tx_dirent_add(fs, ddir->ino, newname, dlen, src->ino,
-			      mode_to_dt(src->mode));
+			      mode_to_dt(src->type));
 		set_dotdot(fs, src, sdir, ddir);
 	}
 	pthread_mutex_lock(&src->attr_lock);
@@ -1713,11 +1714,11 @@ static int open_inode(struct foliofs *fs, struct fs_inode *inode, int flags,
 	int acc = flags & O_ACCMODE;
 	int ret = 0;
 
-	if ((flags & O_DIRECTORY) && !S_ISDIR(inode->mode))
+	if ((flags & O_DIRECTORY) && !S_ISDIR(inode->type))
 		return -ENOTDIR;
-	if (S_ISDIR(inode->mode) && acc != O_RDONLY)
+	if (S_ISDIR(inode->type) && acc != O_RDONLY)
 		return -EISDIR;
-	if (S_ISLNK(inode->mode))
+	if (S_ISLNK(inode->type))
 		return -ELOOP;
 	if (fs->readonly && (acc != O_RDONLY || (flags & O_TRUNC)))
 		return -EROFS;
@@ -1729,7 +1730,7 @@ static int open_inode(struct foliofs *fs, struct fs_inode *inode, int flags,
 	f->flags = flags;
 	f->wb_err_seen = __atomic_load_n(&inode->wb_err_seq, __ATOMIC_ACQUIRE);
 	ra_init(&f->ra, 0);
-	if ((flags & O_TRUNC) && S_ISREG(inode->mode) && acc != O_RDONLY) {
+	if ((flags & O_TRUNC) && S_ISREG(inode->type) && acc != O_RDONLY) {
 		pthread_rwlock_wrlock(&inode->rwsem);
 		if (filemap_size(&inode->map))
 			ret = do_truncate(fs, inode, 0);
@@ -1786,7 +1787,7 @@ int foliofs_create(struct foliofs *fs, foliofs_ino_t parent, const char *name,
 		pthread_rwlock_unlock(&fs->ns_lock);
 		if (ret)
 			return ret;
-		if (S_ISDIR(inode->mode)) {
+		if (S_ISDIR(inode->type)) {
 			fs_inode_put(fs, inode, 1, false);
 			return -EISDIR;
 		}
@@ -1833,7 +1834,7 @@ int foliofs_readdir(struct foliofs_file *dirf, uint64_t pos, unsigned int flags,
 	int ret = 0;
 
 	enter();
-	if (!S_ISDIR(dir->mode))
+	if (!S_ISDIR(dir->type))
 		return -ENOTDIR;
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	if (pos < 1) {

@@ -96,6 +96,9 @@ struct fs_inode {
 	uint64_t		ino;
 	uint64_t		generation;
 
+	/* S_IFMT bits of mode: fixed for life, read without locks. */
+	uint32_t		type;
+
 	pthread_mutex_t		attr_lock;
 	uint32_t		mode;
 	uint32_t		nlink;

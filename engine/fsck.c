@@ -79,7 +79,7 @@ static void check_namespace(struct foliofs *fs, struct fsck *c,
 				c->problems++;
 				continue;
 			}
-			if (de->type != ((t->mode & S_IFMT) >> 12)) {
+			if (de->type != (t->type >> 12)) {
 				say(c, "entry \"%s\" in directory %llu says type %u, but inode %llu has mode %o",
 				    de->name, (unsigned long long)inode->ino,
 				    de->type, (unsigned long long)t->ino,
@@ -94,7 +94,7 @@ static void check_namespace(struct foliofs *fs, struct fsck *c,
 			old = xa_load(&refs, de->ino);
 			xa_store(&refs, de->ino,
 				 xa_mk_value((old ? xa_to_value(old) : 0) + 1));
-			if (S_ISDIR(t->mode)) {
+			if (S_ISDIR(t->type)) {
 				/* The child's ".." links its parent. */
 				old = xa_load(&refs, inode->ino | (1UL << 62));
 				xa_store(&refs, inode->ino | (1UL << 62),
@@ -108,7 +108,7 @@ static void check_namespace(struct foliofs *fs, struct fsck *c,
 		uint64_t n = r ? xa_to_value(r) : 0;
 		uint64_t want;
 
-		if (S_ISDIR(inode->mode)) {
+		if (S_ISDIR(inode->type)) {
 			if (idx != FOLIOFS_ROOT_INO && n != 1) {
 				say(c, "directory %llu is named by %llu entries (must be 1)",
 				    (unsigned long long)idx,
@@ -147,7 +147,7 @@ static void check_namespace(struct foliofs *fs, struct fsck *c,
 				(*nfixes)++;
 			}
 		}
-		if (S_ISLNK(inode->mode) && !inode->symlink) {
+		if (S_ISLNK(inode->type) && !inode->symlink) {
 			say(c, "symlink %llu has no target",
 			    (unsigned long long)idx);
 			c->problems++;

@@ -425,7 +425,7 @@ int fs_commit(struct foliofs *fs, uint64_t gen)
 	__atomic_add_fetch(&fs->st_log_bytes, old.len, __ATOMIC_RELAXED);
 	space_commit_done(fs->space, seq);
 	__atomic_store_n(&fs->committed_gen, mygen + 1, __ATOMIC_RELEASE);
-	fs->last_commit_ns = fs_now_ns();
+	__atomic_store_n(&fs->last_commit_ns, fs_now_ns(), __ATOMIC_RELAXED);
 	free(old.data);
 out:
 	pthread_mutex_unlock(&fs->commit_lock);
@@ -463,7 +463,7 @@ static int serialize_all(struct foliofs *fs)
 		ret = tx_inode_locked(fs, inode);
 		if (!ret && inode->symlink)
 			ret = tx_symlink(fs, inode->ino, inode->symlink);
-		if (!ret && S_ISREG(inode->mode))
+		if (!ret && S_ISREG(inode->type))
 			ret = for_each_run(inode, 0, MAX_LBLK, ser_run, &c);
 		if (ret)
 			return ret;
@@ -533,7 +533,7 @@ static int checkpoint_locked(struct foliofs *fs)
 	space_commit_done(fs->space, seq);
 	__atomic_store_n(&fs->committed_gen, mygen + 1, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&fs->st_checkpoints, 1, __ATOMIC_RELAXED);
-	fs->last_commit_ns = fs_now_ns();
+	__atomic_store_n(&fs->last_commit_ns, fs_now_ns(), __ATOMIC_RELAXED);
 	free(old.data);
 	free(snap.data);
 	/* Keep room for the next checkpoint: twice this one, best effort. */
@@ -602,7 +602,7 @@ static int apply_inode(struct foliofs *fs, const struct foliofs_disk_inode *r,
 			       "inode record: bad number %llu or mode %o",
 			       (unsigned long long)ino, mode);
 	inode = xa_load(&fs->inodes, ino);
-	if (inode && (inode->mode & S_IFMT) != (mode & S_IFMT))
+	if (inode && inode->type != (mode & S_IFMT))
 		return corrupt(msg, msg_len,
 			       "inode %llu changes type from %o to %o",
 			       (unsigned long long)ino, inode->mode, mode);
@@ -643,7 +643,7 @@ static struct fs_inode *need_inode(struct foliofs *fs, uint64_t ino,
 {
 	struct fs_inode *inode = xa_load(&fs->inodes, ino);
 
-	if (!inode || (type && (inode->mode & S_IFMT) != type))
+	if (!inode || (type && inode->type != type))
 		return NULL;
 	return inode;
 }

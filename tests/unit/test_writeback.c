@@ -62,8 +62,8 @@ static struct foliofs_stats stats(struct foliofs *fs)
 
 struct writer {
 	struct foliofs_file	*f;
-	volatile bool		stop;
-	unsigned long		writes;
+	bool			stop;		/* atomic */
+	unsigned long		writes;		/* atomic */
 	int			err;
 };
 
@@ -75,7 +75,7 @@ static void *steady_writer(void *arg)
 
 	foliofs_thread_init();
 	memset(buf, 0x61, sizeof(buf));
-	while (!w->stop) {
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
 		/* Keep redirtying a 16 MiB window, forever. */
 		ssize_t n = foliofs_write(w->f, buf, sizeof(buf),
 					  (i++ % 4096) * 4096);
@@ -84,7 +84,7 @@ static void *steady_writer(void *arg)
 			w->err = (int)n;
 			break;
 		}
-		w->writes++;
+		__atomic_add_fetch(&w->writes, 1, __ATOMIC_RELAXED);
 	}
 	foliofs_thread_exit();
 	return NULL;
@@ -104,7 +104,7 @@ static void test_fsync_not_starved(void **state)
 	assert_int_equal(foliofs_open_path(fs, "/busy", O_CREAT | O_RDWR, 0644,
 					   &w.f), 0);
 	assert_int_equal(pthread_create(&t, NULL, steady_writer, &w), 0);
-	while (w.writes < 1000)
+	while (__atomic_load_n(&w.writes, __ATOMIC_RELAXED) < 1000)
 		usleep(1000);
 	for (i = 0; i < 5; i++) {
 		double t0 = now_s(), dt;
@@ -114,7 +114,7 @@ static void test_fsync_not_starved(void **state)
 		if (dt > worst)
 			worst = dt;
 	}
-	w.stop = true;
+	__atomic_store_n(&w.stop, true, __ATOMIC_RELAXED);
 	pthread_join(t, NULL);
 	assert_int_equal(w.err, 0);
 	/* 16 MiB at most to write each time: seconds, not unbounded. */
@@ -127,7 +127,7 @@ static void test_fsync_not_starved(void **state)
 
 struct sampler {
 	struct foliofs	*fs;
-	volatile bool	stop;
+	bool		stop;		/* atomic */
 	uint64_t	max_dirty;
 };
 
@@ -136,7 +136,7 @@ static void *sample_dirty(void *arg)
 	struct sampler *s = arg;
 
 	foliofs_thread_init();
-	while (!s->stop) {
+	while (!__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
 		struct foliofs_stats st;
 
 		foliofs_stats(s->fs, &st);
@@ -174,7 +174,7 @@ static void test_throttle_bounds_dirty(void **state)
 	for (i = 0; i < 192; i++)
 		assert_int_equal(foliofs_write(f, buf, MIB, (uint64_t)i * MIB),
 				 (ssize_t)MIB);
-	s.stop = true;
+	__atomic_store_n(&s.stop, true, __ATOMIC_RELAXED);
 	pthread_join(t, NULL);
 	printf("# peak dirty %.1f MiB with a limit of 8 MiB, %lu throttled\n",
 	       s.max_dirty / (double)MIB,

@@ -139,14 +139,14 @@ static double fsync_time(const struct opts *o, bool fixed)
 
 struct syncer {
 	struct foliofs_file	*f;
-	volatile bool		stop;
+	bool			stop;		/* atomic */
 };
 
 static void *sync_loop(void *arg)
 {
 	struct syncer *s = arg;
 
-	while (!s->stop)
+	while (!__atomic_load_n(&s->stop, __ATOMIC_RELAXED))
 		foliofs_fsync(s->f, 0);
 	foliofs_thread_exit();
 	return NULL;
@@ -172,7 +172,7 @@ static double copy_or_wait(const struct opts *o, bool copy)
 		n++;
 		el = now_s() - t0;
 	} while (el < o->seconds);
-	s.stop = true;
+	__atomic_store_n(&s.stop, true, __ATOMIC_RELAXED);
 	pthread_join(t, NULL);
 	foliofs_release(s.f);
 	foliofs_unmount(fs);
