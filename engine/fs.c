@@ -44,6 +44,25 @@ void fs_set_errmsg(const char *fmt, ...)
 	va_end(ap);
 }
 
+static __thread foliofs_progress_fn progress_fn;
+static __thread void *progress_arg;
+
+void foliofs_set_progress(foliofs_progress_fn fn, void *arg)
+{
+	progress_fn = fn;
+	progress_arg = arg;
+}
+
+void fs_progress(const char *phase, uint64_t done, uint64_t total)
+{
+	uint64_t step = total / 256 + 1;
+
+	if (!progress_fn || !total)
+		return;
+	if (done == total || done % step == 0)
+		progress_fn(progress_arg, phase, done, total);
+}
+
 int64_t fs_now_ns(void)
 {
 	struct timespec ts;
@@ -497,6 +516,7 @@ static int mkfs_store(struct backing *store, const char *path,
 		ret = -EINVAL;
 		goto out;
 	}
+	fs_progress("format", 0, 3);
 	ret = super_init(&fs.sb, bs, total, o.label);
 	if (ret)
 		goto out;
@@ -516,6 +536,8 @@ static int mkfs_store(struct backing *store, const char *path,
 		ret = write_root(&fs, getuid(), getgid());
 	if (!ret)
 		ret = journal_set_state(fs.journal, FOLIOFS_STATE_CLEAN);
+	if (!ret)
+		fs_progress("format", 3, 3);
 	if (ret)
 		fs_set_errmsg("writing the new volume to %s failed: %s", path,
 			      strerror(-ret));
@@ -530,7 +552,7 @@ static int rebuild_space(struct foliofs *fs, char *msg, size_t msg_len)
 {
 	unsigned long idx;
 	struct fs_inode *inode;
-	uint64_t meta = fs->sb.log_start + fs->sb.log_blocks;
+	uint64_t meta = fs->sb.log_start + fs->sb.log_blocks, done = 0;
 	int ret;
 
 	fs->space = space_create(fs->sb.total_blocks, fs->block_size, 0, meta);
@@ -553,6 +575,8 @@ static int rebuild_space(struct foliofs *fs, char *msg, size_t msg_len)
 		unsigned long lb = 0;
 		uint64_t rl = 0, rp = 0, rn = 0;
 		void *e;
+
+		fs_progress("extents", ++done, fs->nr_inodes);
 
 		for (e = xa_find(&inode->extents, &lb, ULONG_MAX, XA_PRESENT);;
 		     e = xa_find_after(&inode->extents, &lb, ULONG_MAX,
@@ -614,6 +638,8 @@ static int check_tree(struct foliofs *fs, char *msg, size_t msg_len)
 	queue[tail++] = root;
 	while (head < tail && !ret) {
 		struct fs_inode *dir = queue[head++];
+
+		fs_progress("tree", head, tail);
 		struct fs_dirent *de;
 		unsigned long cookie;
 

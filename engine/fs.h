@@ -246,6 +246,9 @@ int fs_dir_add(struct fs_inode *dir, const char *name, size_t len,
 struct fs_dirent *fs_dir_find(struct fs_dir *d, const char *name, size_t len);
 int fs_dir_del(struct fs_inode *dir, const char *name, size_t len);
 void fs_set_errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Report @done of @total for @phase to the thread's progress callback,
+ * throttled to about 256 calls per phase (foliofs_set_progress). */
+void fs_progress(const char *phase, uint64_t done, uint64_t total);
 /* Unlinked and unreferenced: drop the data and the inode (orphans too). */
 void fs_evict_inode(struct foliofs *fs, struct fs_inode *inode);
 void fs_attr_fill(struct fs_inode *inode, struct foliofs_attr *attr);

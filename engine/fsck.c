@@ -60,12 +60,14 @@ static void check_namespace(struct foliofs *fs, struct fsck *c,
 	unsigned long idx;
 	struct fs_inode *inode;
 	struct xarray refs;	/* ino -> xa_mk_value(count) */
+	uint64_t walked = 0;
 
 	xa_init(&refs);
 	xa_for_each(&fs->inodes, idx, inode) {
 		unsigned long cookie;
 		struct fs_dirent *de;
 
+		fs_progress("namespace", ++walked, fs->nr_inodes);
 		if (!inode->dir)
 			continue;
 		xa_for_each(&inode->dir->by_cookie, cookie, de) {

@@ -824,6 +824,8 @@ int fs_apply(struct foliofs *fs, const void *payload, size_t len, char *msg,
 		if (ret)
 			return ret;
 		p += rlen;
+		fs_progress("records", (uint64_t)(p - (const char *)payload),
+			    len);
 	}
 	return 0;
 }
@@ -841,10 +843,17 @@ static int replay_one(void *arg, const void *payload, size_t len)
 	return fs_apply(c->fs, payload, len, c->msg, c->msg_len);
 }
 
+static int replay_ckpt(void *arg, const void *payload, size_t len)
+{
+	struct replay_ctx *c = arg;
+
+	return fs_apply(c->fs, payload, len, c->msg, c->msg_len);
+}
+
 int fs_replay(struct foliofs *fs, char *msg, size_t msg_len)
 {
 	struct replay_ctx c = { fs, msg, msg_len };
 
-	return journal_replay(fs->journal, replay_one, replay_one, &c, msg,
+	return journal_replay(fs->journal, replay_ckpt, replay_one, &c, msg,
 			      msg_len);
 }

@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include "foliofs.h"
+#include "progress.h"
+
+static struct progress_bar bar;
 
 struct report {
 	const char	*image;
@@ -26,7 +29,9 @@ static void report(void *arg, const char *msg)
 	struct report *r = arg;
 
 	r->problems++;
+	progress_stop(&bar);		/* the message gets a clean line */
 	printf("%s: %s\n", r->image, msg);
+	progress_start(&bar);
 	fflush(stdout);
 }
 
@@ -84,7 +89,9 @@ int main(int argc, char *argv[])
 		return 16;
 	}
 	r.image = argv[optind];
+	progress_start(&bar);
 	ret = foliofs_fsck(r.image, flags, report, &r);
+	progress_stop(&bar);
 	switch (ret) {
 	case FOLIOFS_FSCK_OK:
 		printf("%s: clean\n", r.image);

@@ -17,6 +17,9 @@
 #include <sys/stat.h>
 
 #include "foliofs.h"
+#include "progress.h"
+
+static struct progress_bar bar;
 
 static void usage(FILE *out)
 {
@@ -145,7 +148,9 @@ int main(int argc, char *argv[])
 	if (!mo.size && stat(image, &st) && errno == ENOENT)
 		mo.size = 2ULL << 30;
 
+	progress_start(&bar);
 	ret = foliofs_mkfs(image, &mo);
+	progress_stop(&bar);
 	if (ret == -EEXIST) {
 		fprintf(stderr, "mkfs.foliofs: %s already holds a foliofs "
 			"volume; use --force to overwrite\n", image);

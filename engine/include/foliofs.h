@@ -91,6 +91,19 @@ FOLIOFS_API void foliofs_thread_exit(void);
  */
 FOLIOFS_API const char *foliofs_strerror(void);
 
+/**
+ * foliofs_set_progress() - report the progress of long work done by the
+ * calling thread (mkfs, mount's recovery, fsck) to @fn: a phase name
+ * ("format", "records" (checkpoint and log replay, in bytes), "extents",
+ * "tree", "namespace"), and
+ * @done of @total units of it, called a few hundred times per phase at
+ * most, and once with done == total at its end. NULL turns it off.
+ * The tools draw a progress bar with it on a terminal.
+ */
+typedef void (*foliofs_progress_fn)(void *arg, const char *phase,
+				    uint64_t done, uint64_t total);
+FOLIOFS_API void foliofs_set_progress(foliofs_progress_fn fn, void *arg);
+
 /* ---- Volumes ------------------------------------------------------------ */
 
 /**
