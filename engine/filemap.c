@@ -218,9 +218,14 @@ void filemap_delete_folio(struct folio *folio)
 	void *old;
 
 	FOLIO_BUG_ON(!folio_test_locked(folio), folio);
+	/*
+	 * Everything that touches @map happens under xa_lock: once the entry
+	 * is gone a truncate no longer sees this folio and may free the
+	 * whole filemap (an unlinked file), so the owner takes xa_lock once
+	 * before freeing it (filemap_destroy) to wait for us.
+	 */
 	xa_lock(&map->pages);
 	old = xas_store(&xas, NULL);
-	xa_unlock(&map->pages);
 	FOLIO_BUG_ON(old != folio, folio);
 	/* Law 4: out of the tree first, then the mapping goes. */
 	folio_set_mapping(folio, NULL);
@@ -233,6 +238,7 @@ void filemap_delete_folio(struct folio *folio)
 	__atomic_sub_fetch(&map->nr_pages, folio_nr_pages(folio),
 			   __ATOMIC_RELAXED);
 	cache_lru_del(map->cache, folio);
+	xa_unlock(&map->pages);
 }
 
 void filemap_remove_folio(struct folio *folio)
@@ -1370,6 +1376,10 @@ void filemap_destroy(struct filemap *map)
 		if (!index)
 			break;
 	}
+	/* Wait for a remover that took the last entry out before we looked
+	 * and may still be finishing under xa_lock (filemap_delete_folio). */
+	xa_lock(&map->pages);
+	xa_unlock(&map->pages);
 	xa_destroy(&map->pages);
 	pthread_rwlock_destroy(&map->invalidate_lock);
 }
